@@ -34,10 +34,29 @@ class TableConfig(StrictModel):
         default_factory=dict, description="Per-column alias/unit/type/ignore, keyed by column name."
     )
     sql_table: str | None = Field(
-        None, description="Table to read from a SQLAlchemy URL; required when the database has several."
+        None,
+        description="Table to read from a SQLAlchemy URL when it has no '#table' suffix; "
+        "required when the database has several.",
     )
-    delimiter: str | None = Field(None, description="CSV delimiter; sniffed when null.")
+    delimiter: str | None = Field(
+        None,
+        description="CSV delimiter, one character ('tab' or '\\t' for a tab); sniffed when null.",
+    )
     encoding: str = Field("utf-8", description="Text encoding of CSV/JSON files.")
+    json_key: str | None = Field(
+        None,
+        description="Key of the list of records in a JSON object; found when it holds one list.",
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(v, v)
+        if len(v) != 1 or v in "\r\n\"":
+            raise ValueError("must be one character other than a quote or newline, or 'tab'")
+        return v
 
 
 class SplitConfig(StrictModel):
@@ -76,6 +95,11 @@ class PrepareConfig(StrictModel):
             "summary_group": 0.05,
         },
         description="Relative weight of each question type in the budget (0 turns one off).",
+    )
+    entity_noun: str | None = Field(
+        None,
+        description="What one row is called in questions, e.g. 'car'; null derives it from the "
+        "file name ('cars.csv' → 'car'), else 'entry'.",
     )
     max_context_rows: int = Field(
         8, ge=1, le=64, description="Most rows serialized into one pair's context."

@@ -1,0 +1,205 @@
+"""``distillgraph chat`` (the Chainlit UI) and ``distillgraph feedback export``.
+
+``chat`` is a thin wrapper over ``chainlit run app/app.py``: it checks the options, turns them
+into the ``DISTILLGRAPH_*`` environment variables `app.settings` reads, prepares the state
+directory (Chainlit's app root: welcome page, history database, graph memory, uploads) and
+starts Chainlit in a child process. ``app.py`` is located through this package, so the command
+works from any directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from data_loaders.errors import InputError
+
+APP_DIR = Path(__file__).resolve().parent
+APP_FILE = APP_DIR / "app.py"
+WELCOME_FILE = APP_DIR / "chainlit.md"
+SECRET_FILE = ".auth_secret"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_source(source: str) -> str:
+    """An absolute path for a table file (the app may run elsewhere), or a SQL URL as given."""
+    if "://" in source:
+        return source
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise InputError(f"--data {source}: file not found; pass a CSV/JSON/Parquet file or a SQL URL")
+    return str(path.resolve())
+
+
+def _auth_secret(chat_dir: Path, password_login: bool) -> str:
+    """``CHAINLIT_AUTH_SECRET`` from the environment, else (local login only) one kept on disk.
+
+    With password login the operator must set the secret: it signs every login cookie, and a
+    value generated here would live in a file next to the history. Without it, the app's single
+    local user still needs signed cookies; a secret kept in the state directory keeps them
+    valid across restarts.
+    """
+    if secret := os.environ.get("CHAINLIT_AUTH_SECRET"):
+        return secret
+    if password_login:
+        raise InputError(
+            "password login needs CHAINLIT_AUTH_SECRET; create one with `chainlit create-secret` "
+            "and export it"
+        )
+    path = chat_dir / SECRET_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def chat_environment(
+    *,
+    model: Path | None,
+    data: list[str],
+    graph_config: Path | None,
+    table_config: Path | None,
+    state_dir: Path | None,
+    db: str | None,
+    base_env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment the Chainlit process runs with (checks every option first)."""
+    from app.auth import load_users
+    from app.settings import (
+        ENV_CHAT_DIR,
+        ENV_DATABASE_URL,
+        ENV_GRAPH_CONFIG,
+        ENV_MODEL,
+        ENV_TABLE_CONFIG,
+        ENV_TABLES,
+        chat_dir_from_env,
+    )
+
+    env = dict(os.environ if base_env is None else base_env)
+    if model is not None:
+        if not (model / "config.json").is_file():
+            raise InputError(f"--model {model}: not a model directory (no config.json)")
+        env[ENV_MODEL] = str(model.resolve())
+    if data:
+        env[ENV_TABLES] = os.pathsep.join(_check_source(s) for s in data)
+    for flag, path, key in (
+        ("--config", graph_config, ENV_GRAPH_CONFIG),
+        ("--table-config", table_config, ENV_TABLE_CONFIG),
+    ):
+        if path is not None:
+            if not path.is_file():
+                raise InputError(f"{flag} {path}: file not found")
+            env[key] = str(path.resolve())
+    if state_dir is not None:
+        env[ENV_CHAT_DIR] = str(state_dir.expanduser().resolve())
+    if db is not None:
+        env[ENV_DATABASE_URL] = db
+    chat_dir = chat_dir_from_env(env)
+    env[ENV_CHAT_DIR] = str(chat_dir)
+    users = load_users(env)  # a malformed users entry fails here, not at the first login
+    env["CHAINLIT_AUTH_SECRET"] = _auth_secret(chat_dir, bool(users))
+    # Chainlit reads chainlit.md and .chainlit/ from its app root and writes .files/ there.
+    env["CHAINLIT_APP_ROOT"] = str(chat_dir)
+    return env
+
+
+def prepare_app_root(chat_dir: Path) -> None:
+    """Put the welcome page into Chainlit's app root (refreshed on every start)."""
+    from data_loaders.io import atomic_write_text
+
+    atomic_write_text(chat_dir / "chainlit.md", WELCOME_FILE.read_text(encoding="utf-8"))
+
+
+def chainlit_command(host: str, port: int, headless: bool) -> list[str]:
+    """The ``chainlit run`` command line for this package's app."""
+    cmd = [sys.executable, "-m", "chainlit", "run", str(APP_FILE), "--host", host, "--port", str(port)]
+    if headless:
+        cmd.append("--headless")
+    return cmd
+
+
+def chat(
+    model: Path | None = typer.Option(
+        None, "--model", help="Student model directory (default: runs/demo/distill/student, else the embedded teacher)."
+    ),
+    data: list[str] = typer.Option(
+        [], "--data", help="Table file or SQL URL to answer about (repeatable; default: the cars example)."
+    ),
+    graph_config: Path | None = typer.Option(None, "--config", help="Graph YAML (configs/graph.yaml format)."),
+    table_config: Path | None = typer.Option(
+        None, "--table-config", help="YAML whose 'table:' section gives aliases and units."
+    ),
+    port: int = typer.Option(8000, "--port", help="Port to serve on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on (default: this machine only)."),
+    headless: bool = typer.Option(False, "--headless", help="Do not open a browser."),
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="History DB, memory and uploads (default ~/.local/share/distillgraph/chat)."
+    ),
+    db: str | None = typer.Option(None, "--db", help="SQLAlchemy async URL of the history database."),
+) -> None:
+    """Chat with the distilled model about your tables in the browser (Chainlit UI)."""
+    from rich.console import Console
+
+    env = chat_environment(
+        model=model, data=data, graph_config=graph_config, table_config=table_config,
+        state_dir=state_dir, db=db,
+    )
+    chat_dir = Path(env["DISTILLGRAPH_CHAT_DIR"])
+    prepare_app_root(chat_dir)
+    console = Console(stderr=True)
+    from app.auth import ENV_USERS, load_users
+
+    if not _is_loopback(host) and not load_users(env):
+        console.print(
+            f"[yellow]warning:[/] serving on {host} without password login: anyone who can reach "
+            f"the port chats as the local user; set {ENV_USERS} to require passwords"
+        )
+    console.print(f"chat UI on http://{host}:{port}  (state: {chat_dir})")
+    try:
+        code = subprocess.call(chainlit_command(host, port, headless), env=env)
+    except KeyboardInterrupt:
+        code = 130
+    if code:
+        raise typer.Exit(code)
+
+
+feedback_app = typer.Typer(help="Ratings given in the chat UI.", no_args_is_help=True)
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out: Path = typer.Option(..., "--out", help="JSONL file to write (atomically)."),
+    db: str | None = typer.Option(
+        None, "--db", help="History database: SQLAlchemy URL or SQLite file (default: the chat's)."
+    ),
+) -> None:
+    """Write the thumbs-up/down rated turns as JSONL (question, answer, task, context, rating)."""
+    from rich.console import Console
+
+    from app.feedback import export_feedback
+    from app.settings import database_url_from_env
+
+    ups, downs = export_feedback(db or database_url_from_env(), out)
+    Console(stderr=True).print(f"wrote {ups + downs} rated turns ({ups} up, {downs} down) to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``chat`` and ``feedback export`` to the root CLI."""
+    app.command("chat")(chat)
+    app.add_typer(feedback_app, name="feedback")

@@ -1,0 +1,113 @@
+"""What the chat app serves, read from environment variables (how `distillgraph chat` talks to it).
+
+`chainlit run app/app.py` imports the app in a fresh process, so the CLI passes its options as
+environment variables; starting Chainlit by hand with the same variables gives the same app.
+
+=================================  ==============================================================
+``DISTILLGRAPH_MODEL``             student model directory (default: ``runs/demo/distill/student``
+                                   when it exists, else the embedded SmolLM2 teacher)
+``DISTILLGRAPH_TABLES``            tables to answer about, separated by ``os.pathsep``
+                                   (default: ``examples/data/cars.csv`` when it exists)
+``DISTILLGRAPH_GRAPH_CONFIG``      graph YAML (``configs/graph.yaml`` format); optional
+``DISTILLGRAPH_TABLE_CONFIG``      YAML whose ``table:`` section has aliases/units; optional
+``DISTILLGRAPH_CHAT_DIR``          state directory: history DB, graph memory, uploads
+                                   (default ``$XDG_DATA_HOME/distillgraph/chat``)
+``DISTILLGRAPH_DATABASE_URL``      SQLAlchemy async URL of the history database
+                                   (default ``sqlite+aiosqlite:///<chat dir>/history.db``)
+``DISTILLGRAPH_AUTH_USERS[_FILE]`` password users, see `app.auth`
+=================================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_loaders.errors import InputError
+
+ENV_MODEL = "DISTILLGRAPH_MODEL"
+ENV_TABLES = "DISTILLGRAPH_TABLES"
+ENV_GRAPH_CONFIG = "DISTILLGRAPH_GRAPH_CONFIG"
+ENV_TABLE_CONFIG = "DISTILLGRAPH_TABLE_CONFIG"
+ENV_CHAT_DIR = "DISTILLGRAPH_CHAT_DIR"
+ENV_DATABASE_URL = "DISTILLGRAPH_DATABASE_URL"
+
+DEFAULT_STUDENT_DIR = Path("runs/demo/distill/student")
+DEFAULT_TABLE = Path("examples/data/cars.csv")
+DEFAULT_TABLE_CONFIG = Path("configs/prepare_cars.yaml")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_chat_dir() -> Path:
+    """``$XDG_DATA_HOME/distillgraph/chat`` (``~/.local/share/...``): history outlives caches."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "distillgraph" / "chat"
+
+
+def chat_dir_from_env(environ: dict[str, str] | None = None) -> Path:
+    """The state directory named by ``DISTILLGRAPH_CHAT_DIR``, else `default_chat_dir`."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(ENV_CHAT_DIR) or default_chat_dir()).expanduser().resolve()
+
+
+def database_url_from_env(environ: dict[str, str] | None = None) -> str:
+    """``DISTILLGRAPH_DATABASE_URL``, else the SQLite ``history.db`` in the chat directory."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_DATABASE_URL) or sqlite_url(chat_dir_from_env(env) / "history.db")
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The async SQLAlchemy URL of a SQLite file."""
+    return f"sqlite+aiosqlite:///{Path(path).resolve()}"
+
+
+def _first_existing(*candidates: Path) -> Path | None:
+    return next((p.resolve() for p in candidates if p.exists()), None)
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """Resolved settings of one app process."""
+
+    model: str | None  # model dir; None = the embedded teacher
+    tables: tuple[str, ...]
+    graph_config: str | None
+    table_config: str | None
+    chat_dir: Path
+    database_url: str
+
+    @property
+    def memory_path(self) -> Path:
+        """SQLite file of the graph's checkpointer (conversation memory per thread)."""
+        return self.chat_dir / "memory.sqlite"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where tables uploaded in the chat are kept (per thread), so a resumed chat has them."""
+        return self.chat_dir / "uploads"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ChatSettings:
+        """Read the ``DISTILLGRAPH_*`` variables, filling in the defaults."""
+        env = os.environ if environ is None else environ
+        model = env.get(ENV_MODEL) or None
+        if model is None and (found := _first_existing(DEFAULT_STUDENT_DIR, REPO_ROOT / DEFAULT_STUDENT_DIR)):
+            model = str(found)
+        if model is not None and not Path(model).is_dir():
+            raise InputError(f"{ENV_MODEL}={model}: not a model directory; pass --model DIR")
+        tables = tuple(t for t in env.get(ENV_TABLES, "").split(os.pathsep) if t.strip())
+        if not tables and (found := _first_existing(DEFAULT_TABLE, REPO_ROOT / DEFAULT_TABLE)):
+            tables = (str(found),)
+        table_config = env.get(ENV_TABLE_CONFIG) or None
+        if table_config is None and tables and Path(tables[0]).name == DEFAULT_TABLE.name:
+            found = _first_existing(DEFAULT_TABLE_CONFIG, REPO_ROOT / DEFAULT_TABLE_CONFIG)
+            table_config = str(found) if found else None
+        return cls(
+            model=model,
+            tables=tables,
+            graph_config=env.get(ENV_GRAPH_CONFIG) or None,
+            table_config=table_config,
+            chat_dir=chat_dir_from_env(env),
+            database_url=database_url_from_env(env),
+        )

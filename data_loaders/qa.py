@@ -1,0 +1,538 @@
+"""QA-pair generation from one `Table`: sampling, slot filling, contexts and answers.
+
+`PairGenerator` builds pairs of the seven question types (`schema.QUESTION_TYPES`) for one
+split at a time, drawing every entity it shows from that split's pool of rows, so a pair's
+entities (question and context) always sit in one split. Answers come from `run_program`, so an
+answer and its program cannot disagree.
+
+Context rule: the answer must always be derivable from the context by reading or simple
+arithmetic, and the context shows no more than that.
+
+* lookup, claim, summary_row: the entity's row. compare: the two rows.
+* superlative, aggregate, summary_group over a filter (1–2 ``column == value`` conditions, or one
+  numeric threshold): when the whole group fits (at most ``max_context_rows`` rows) and all its
+  rows are in the split, the context is exactly the group's rows and no ``[fact]`` line (it
+  would give the answer away); the answer is read or computed from those rows
+  (``program.evidence = "rows"``). Otherwise the rows cannot all be shown, so the context gets the
+  filter's fact lines from `programs.facts_for` (row count; mean/min/max/sum of the asked
+  column) plus up to ``max_context_rows // 2`` rows of the group from this split
+  (``evidence = "facts"``): for a superlative, the split's top rows by the column, which always
+  include the winner (the pair is only made when the winner is in the split), so the answer is
+  the row whose value matches the stated max/min. A group summary then states counts and ranges
+  without naming entities. The serving graph calls the same `facts_for`.
+
+Rows are listed in row-id order (never by value, which would leak the answer), then facts.
+No per-row Python work runs over a whole table: rows are sampled, groups come from cached
+``groupby(...).indices``, statistics are numpy reductions over one group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from data_loaders.programs import (
+    ProgramError,
+    facts_for,
+    index_for,
+    pandas_expr,
+    rows_where,
+    run_program,
+    superlative_row,
+)
+from data_loaders.schema import TASK_OF_TYPE, Provenance, QAPair
+from data_loaders.serialize import MAX_CELL_CHARS, format_number
+from data_loaders.settings import PrepareConfig
+from data_loaders.table import Table
+from data_loaders.templates import (
+    Template,
+    col_words,
+    entity_noun,
+    plural,
+    value_words,
+    where_is,
+    where_with,
+)
+
+MAX_FILTER_VALUES = 1000  # categorical columns with more distinct values are not used as filters
+MAX_FAILURES = 200  # consecutive failed draws after which a question type counts as exhausted
+SUMMARY_GROUP_COLUMNS = 2  # numeric columns described in a group summary
+
+
+def entity_pool(table: Table) -> np.ndarray:
+    """Rows that can be named in a question: a unique, non-empty entity name (sorted ids).
+
+    Without an entity column every row is its own entity (``"row N"``). Rows whose name occurs
+    more than once are left out: a question about them would be ambiguous.
+    """
+    n = len(table.df)
+    if table.entity_column is None:
+        return np.arange(n, dtype=np.int64)
+    s = table.df[table.entity_column]
+    names = pd.Series(index_for(table).entity_strings())
+    ok = s.notna().to_numpy() & (names.str.len() > 0).to_numpy()
+    ok &= (names.str.len() <= MAX_CELL_CHARS).to_numpy()
+    ok &= ~names.duplicated(keep=False).to_numpy()
+    return np.flatnonzero(ok).astype(np.int64)
+
+
+def question_key(question: str) -> str:
+    """A question normalized for near-duplicate detection (lowercase, no punctuation)."""
+    kept = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in question.lower())
+    return " ".join(kept.split())
+
+
+def program_key(table_hash: str, program: dict) -> str:
+    """A canonical text of a program (without its pandas string) for duplicate detection."""
+    spec = {k: v for k, v in program.items() if k != "pandas"}
+    return table_hash + json.dumps(spec, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def pair_id(table_hash: str, template: str, program: dict) -> str:
+    """Stable pair id: hash of the table hash, the template id and the slots (the program)."""
+    text = f"{template}|{program_key(table_hash, program)}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class SeenKeys:
+    """Questions and programs already emitted, shared across splits and tables."""
+
+    questions: set[str] = field(default_factory=set)
+    programs: set[str] = field(default_factory=set)
+
+    def add(self, pair: QAPair) -> bool:
+        """Record `pair`; False (and nothing recorded) if it duplicates an earlier one."""
+        q = question_key(pair.question)
+        p = program_key(pair.provenance.table_hash, pair.provenance.program)
+        if q in self.questions or p in self.programs:
+            return False
+        self.questions.add(q)
+        self.programs.add(p)
+        return True
+
+
+def apportion(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split `total` into integer shares proportional to `weights` (largest remainder)."""
+    keys = [k for k, w in weights.items() if w > 0]
+    if not keys or total <= 0:
+        return {k: 0 for k in weights}
+    s = sum(weights[k] for k in keys)
+    raw = {k: total * weights[k] / s for k in keys}
+    out = {k: int(raw[k]) for k in keys}
+    by_rest = sorted(keys, key=lambda k: (-(raw[k] - out[k]), keys.index(k)))
+    for k in by_rest[: total - sum(out.values())]:
+        out[k] += 1
+    return {k: out.get(k, 0) for k in weights}
+
+
+def _json_value(v: object) -> object:
+    """A cell value as JSON keeps it (numpy scalars → Python, dates → ISO text)."""
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def _is_null(v: object) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+class PairGenerator:
+    """Generates QA pairs for one table, one split at a time.
+
+    Args:
+        table: The table.
+        config: Budget shares, rounding, context size and the entity noun.
+        split_of_row: Split code of each row (``-1``: in no split, never shown).
+        seen: Duplicate filter shared with the other splits and tables.
+    """
+
+    def __init__(
+        self, table: Table, config: PrepareConfig, split_of_row: np.ndarray, seen: SeenKeys
+    ):
+        self.table = table
+        self.config = config
+        self.idx = index_for(table)
+        self.split_of_row = split_of_row
+        self.seen = seen
+        self.decimals = config.decimals
+        self.max_ctx = config.max_context_rows
+        self.noun = entity_noun(table, config.entity_noun)
+        self.nouns = plural(self.noun)
+        self.claims_made: dict[str, int] = {}
+        df = table.df
+
+        def distinct(c: str) -> int:
+            return int(df[c].nunique(dropna=True))
+
+        self.numeric_cols = [c for c in table.columns_of("numeric") if distinct(c) >= 2]
+        self.filter_cols = [
+            c for c in table.columns_of("categorical") if 2 <= distinct(c) <= MAX_FILTER_VALUES
+        ]
+        dates = [c for c in table.columns_of("date") if distinct(c) >= 2]
+        self.claim_cols = [
+            c for c in table.columns if c in set(self.numeric_cols + self.filter_cols + dates)
+        ]
+        self.lookup_cols = [c for c in table.columns if c != table.entity_column]
+        self._makers: dict[str, Callable[..., QAPair | None]] = {
+            "lookup": self._lookup,
+            "compare": self._compare,
+            "superlative": self._superlative,
+            "aggregate": self._aggregate,
+            "claim": self._claim,
+            "summary_row": self._summary_row,
+            "summary_group": self._summary_group,
+        }
+
+    # ----------------------------------------------------------------------------------------
+    def possible(self, qtype: str, pool_size: int) -> bool:
+        """Whether the table has the columns (and the split enough rows) for a question type."""
+        if pool_size == 0:
+            return False
+        can_filter = bool(self.filter_cols) or len(self.numeric_cols) >= 1
+        return {
+            "lookup": bool(self.lookup_cols),
+            "compare": bool(self.numeric_cols) and pool_size >= 2,
+            "superlative": bool(self.numeric_cols) and can_filter,
+            "aggregate": can_filter,
+            "claim": bool(self.claim_cols),
+            "summary_row": bool(self.lookup_cols),
+            "summary_group": can_filter,
+        }[qtype]
+
+    def generate(
+        self,
+        split: str,
+        code: int,
+        pool: np.ndarray,
+        budget: int,
+        templates: dict[str, list[Template]],
+        rng: np.random.Generator,
+        on_pair: Callable[[], None] | None = None,
+    ) -> list[QAPair]:
+        """Up to `budget` new pairs whose entities all come from `pool`.
+
+        Each type gets its share of the budget (``config.question_types``); a type that runs
+        out of new questions (`MAX_FAILURES` failed draws in a row) hands its remainder to the
+        others, so the budget is only missed when every type is exhausted.
+
+        Args:
+            split: Split name (claims are balanced true/false per split).
+            code: Split code the pool's rows carry in `split_of_row`.
+            pool: Row ids of this split's entities.
+            budget: Number of pairs wanted.
+            templates: Usable templates per question type (held-out ones removed).
+            rng: Seeded generator; the only source of randomness.
+            on_pair: Called once per accepted pair (progress bar).
+        """
+        weights = {
+            t: w
+            for t, w in self.config.question_types.items()
+            if w > 0 and templates.get(t) and self.possible(t, len(pool))
+        }
+        quotas = apportion(budget, weights)
+        made = dict.fromkeys(weights, 0)
+        exhausted: set[str] = set()
+        out: list[QAPair] = []
+        while len(out) < budget:
+            for qtype in weights:
+                failures = 0
+                while made[qtype] < quotas[qtype] and qtype not in exhausted:
+                    tmpl = templates[qtype][int(rng.integers(len(templates[qtype])))]
+                    try:
+                        pair = self._makers[qtype](tmpl, split, code, pool, rng)
+                    except ProgramError:
+                        pair = None
+                    if pair is None or not self.seen.add(pair):
+                        failures += 1
+                        if failures >= MAX_FAILURES:
+                            exhausted.add(qtype)
+                        continue
+                    failures = 0
+                    if qtype == "claim":
+                        self.claims_made[split] = self.claims_made.get(split, 0) + 1
+                    made[qtype] += 1
+                    out.append(pair)
+                    if on_pair is not None:
+                        on_pair()
+            live = {t: w for t, w in weights.items() if t not in exhausted}
+            short = budget - len(out)
+            if short <= 0 or not live:
+                break
+            for t, extra in apportion(short, live).items():
+                quotas[t] += extra
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # helpers
+    def _pick_row(self, pool: np.ndarray, rng: np.random.Generator) -> int | None:
+        row = int(pool[int(rng.integers(len(pool)))])
+        name = self.idx.entity_name(row)
+        # Names with odd whitespace would not match their serialized cell; skip them.
+        return row if name == " ".join(name.split()) else None
+
+    def _pick(self, items: list[str], rng: np.random.Generator) -> str:
+        return items[int(rng.integers(len(items)))]
+
+    def _cell(self, row: int, col: str) -> object | None:
+        v = self.idx.cell(row, col)
+        return None if _is_null(v) else v
+
+    def _make(
+        self,
+        tmpl: Template,
+        program: dict,
+        slots: dict[str, str],
+        row_ids: list[int],
+        facts: list[str] | None = None,
+    ) -> QAPair:
+        """Assemble a pair: answer from the program, context from rows then facts."""
+        t = self.table
+        program = {**program, "decimals": self.decimals}
+        answer = run_program(t, program)
+        rows = sorted(set(row_ids))
+        context = "\n".join([self.idx.row_text(r) for r in rows] + list(facts or []))
+        entities = list(dict.fromkeys(self.idx.entity_name(r) for r in rows))
+        cols = [c for c in (program.get("column"), *program.get("columns", [])) if c]
+        cols += [c["column"] for c in program.get("where", [])]
+        if t.entity_column:
+            cols.insert(0, t.entity_column)
+        question = tmpl.text.format(noun=self.noun, nouns=self.nouns, **slots)
+        return QAPair(
+            id=pair_id(t.content_hash, tmpl.id, program),
+            task=TASK_OF_TYPE[tmpl.qtype],
+            qtype=tmpl.qtype,
+            template=tmpl.id,
+            question=question,
+            answer=answer,
+            context=context,
+            entities=entities,
+            provenance=Provenance(
+                source=t.source,
+                table=t.name,
+                table_hash=t.content_hash,
+                row_ids=rows,
+                columns=list(dict.fromkeys(cols)),
+                program={**program, "pandas": pandas_expr(t, program)},
+            ),
+        )
+
+    def _where(
+        self, pool: np.ndarray, rng: np.random.Generator, exclude: str | None = None
+    ) -> list[dict] | None:
+        """A random filter: 1–2 categorical equalities seeded from a split row, or a threshold."""
+        numeric = [c for c in self.numeric_cols if c != exclude]
+        if self.filter_cols and (not numeric or rng.random() < 0.7):
+            row = int(pool[int(rng.integers(len(pool)))])
+            k = 2 if len(self.filter_cols) >= 2 and rng.random() < 0.4 else 1
+            picked = rng.choice(len(self.filter_cols), size=k, replace=False)
+            where = []
+            for i in sorted(int(i) for i in picked):
+                col = self.filter_cols[i]
+                v = self._cell(row, col)
+                if v is None:
+                    return None
+                where.append({"column": col, "op": "==", "value": _json_value(v)})
+            return where
+        if not numeric:
+            return None
+        col = self._pick(numeric, rng)
+        x = self.idx.numeric(col)[int(rng.integers(self.idx.n_rows))]
+        if np.isnan(x):
+            return None
+        text = format_number(float(x), self.decimals)
+        value = float(text) if "." in text else int(text)
+        return [{"column": col, "op": ">" if rng.random() < 0.5 else "<", "value": value}]
+
+    def _where_slots(self, where: list[dict]) -> dict[str, str]:
+        return {
+            "where_with": where_with(self.table, where, self.decimals),
+            "where_is": where_is(self.table, where, self.decimals),
+        }
+
+    def _group_context(
+        self, rows: np.ndarray, code: int, rng: np.random.Generator, min_rows: int
+    ) -> tuple[str, list[int]] | None:
+        """Evidence kind and context rows for a group (see the module docstring)."""
+        if len(rows) < min_rows:
+            return None
+        in_split = rows[self.split_of_row[rows] == code]
+        if len(rows) <= self.max_ctx and len(in_split) == len(rows):
+            return "rows", [int(r) for r in rows]
+        k = min(len(in_split), max(1, self.max_ctx // 2))
+        shown = rng.choice(in_split, size=k, replace=False) if k else []
+        return "facts", [int(r) for r in shown]
+
+    # ----------------------------------------------------------------------------------------
+    # question types
+    def _lookup(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        row = self._pick_row(pool, rng)
+        if row is None:
+            return None
+        col = self._pick(self.lookup_cols, rng)
+        if self._cell(row, col) is None:
+            return None
+        entity = self.idx.entity_name(row)
+        program = {"op": "lookup", "entity": entity, "row_id": row, "column": col}
+        slots = {"entity": entity, "col": col_words(self.table, col)}
+        return self._make(tmpl, program, slots, [row])
+
+    def _compare(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        ra, rb = self._pick_row(pool, rng), self._pick_row(pool, rng)
+        if ra is None or rb is None or ra == rb:
+            return None
+        col = self._pick(self.numeric_cols, rng)
+        direction = "max" if rng.random() < 0.5 else "min"
+        a, b = self.idx.entity_name(ra), self.idx.entity_name(rb)
+        program = {
+            "op": "compare",
+            "entities": [a, b],
+            "row_ids": [ra, rb],
+            "column": col,
+            "direction": direction,
+        }
+        slots = {
+            "a": a,
+            "b": b,
+            "col": col_words(self.table, col),
+            "more": "higher" if direction == "max" else "lower",
+        }
+        return self._make(tmpl, program, slots, [ra, rb])  # ties raise ProgramError
+
+    def _superlative(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        col = self._pick(self.numeric_cols, rng)
+        where = self._where(pool, rng, exclude=col)
+        if where is None:
+            return None
+        direction = "max" if rng.random() < 0.5 else "min"
+        winner = superlative_row(self.table, where, col, direction, self.decimals)
+        if self.split_of_row[winner] != code:
+            return None
+        rows = rows_where(self.table, where)
+        ev = self._group_context(rows, code, rng, min_rows=2)
+        if ev is None:
+            return None
+        evidence, shown = ev
+        facts = []
+        if evidence == "facts":
+            # The split's top rows by the column: the winner first, then the runners-up.
+            cand = rows[self.split_of_row[rows] == code]
+            vals = self.idx.numeric(col)[cand]
+            order = np.argsort(-vals if direction == "max" else vals, kind="stable")
+            shown = [int(r) for r in cand[order[: max(1, self.max_ctx // 2)]]]
+            facts = facts_for(self.table, {"where": where, "columns": [col]}, self.decimals)
+        program = {
+            "op": "superlative",
+            "column": col,
+            "direction": direction,
+            "where": where,
+            "evidence": evidence,
+        }
+        slots = {
+            "col": col_words(self.table, col),
+            "most": "highest" if direction == "max" else "lowest",
+            **self._where_slots(where),
+        }
+        return self._make(tmpl, program, slots, shown, facts)
+
+    def _aggregate(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        agg = tmpl.agg or "count"
+        col = None
+        if agg != "count":
+            if not self.numeric_cols:
+                return None
+            col = self._pick(self.numeric_cols, rng)
+        where = self._where(pool, rng, exclude=col)
+        if where is None:
+            return None
+        rows = rows_where(self.table, where)
+        ev = self._group_context(rows, code, rng, min_rows=1)
+        if ev is None:
+            return None
+        evidence, shown = ev
+        facts = []
+        if evidence == "facts":
+            facts = facts_for(
+                self.table, {"where": where, "columns": [col] if col else []}, self.decimals
+            )
+        program = {"op": "aggregate", "agg": agg, "column": col, "where": where, "evidence": evidence}
+        slots = {"col": col_words(self.table, col) if col else "", **self._where_slots(where)}
+        return self._make(tmpl, program, slots, shown, facts)
+
+    def _claim(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        row = self._pick_row(pool, rng)
+        if row is None:
+            return None
+        col = self._pick(self.claim_cols, rng)
+        actual = self._cell(row, col)
+        if actual is None:
+            return None
+        claimed = actual
+        if self.claims_made.get(split, 0) % 2 == 1:  # alternate true/false: balanced per split
+            shown = value_words(self.table, col, actual, self.decimals)
+            claimed = None
+            for _ in range(20):  # a plausible wrong value: another row's value in this column
+                v = self._cell(int(rng.integers(self.idx.n_rows)), col)
+                if v is not None and value_words(self.table, col, v, self.decimals) != shown:
+                    claimed = v
+                    break
+            if claimed is None:
+                return None
+        entity = self.idx.entity_name(row)
+        value = value_words(self.table, col, claimed, self.decimals)
+        program = {
+            "op": "claim",
+            "entity": entity,
+            "row_id": row,
+            "column": col,
+            "value": value,
+            "raw": _json_value(claimed),
+        }
+        slots = {"entity": entity, "col": col_words(self.table, col), "value": value}
+        return self._make(tmpl, program, slots, [row])
+
+    def _summary_row(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        row = self._pick_row(pool, rng)
+        if row is None:
+            return None
+        cols = [c for c in self.lookup_cols if self._cell(row, c) is not None]
+        if not cols:
+            return None
+        entity = self.idx.entity_name(row)
+        program = {"op": "summary_row", "entity": entity, "row_id": row, "columns": cols}
+        return self._make(tmpl, program, {"entity": entity}, [row])
+
+    def _summary_group(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        where = self._where(pool, rng)
+        if where is None:
+            return None
+        rows = rows_where(self.table, where)
+        ev = self._group_context(rows, code, rng, min_rows=2)
+        if ev is None:
+            return None
+        evidence, shown = ev
+        used = {c["column"] for c in where}
+        numeric = [c for c in self.numeric_cols if c not in used]
+        k = min(SUMMARY_GROUP_COLUMNS, len(numeric))
+        cols = [numeric[int(i)] for i in sorted(rng.choice(len(numeric), size=k, replace=False))]
+        facts = []
+        if evidence == "facts":
+            facts = facts_for(self.table, {"where": where, "columns": cols}, self.decimals)
+        program = {
+            "op": "summary_group",
+            "where": where,
+            "columns": cols,
+            "noun": self.noun,
+            "evidence": evidence,
+        }
+        return self._make(tmpl, program, self._where_slots(where), shown, facts)

@@ -1,0 +1,180 @@
+"""Question phrasings: the template catalogue and the words that fill its slots.
+
+Templates are plain format strings with named slots, grouped by question type; a template's id is
+``"<qtype>/<n>"`` (``"lookup/0"``, ``"aggregate/7"``) and never changes meaning once published,
+because `split.holdout_templates` and dataset ids refer to it. Nothing here knows a domain: the
+slots are filled from a `Table`'s typed columns, aliases and units, so the same templates phrase
+questions about cars, airports or anything else.
+
+Slots: ``{entity}``, ``{a}``/``{b}`` (two entities), ``{col}`` (column words), ``{noun}`` /
+``{nouns}`` (what one row is, e.g. "car"/"cars"), ``{value}`` (a formatted value with its unit),
+``{more}`` ("higher"/"lower"), ``{most}`` ("highest"/"lowest"), ``{where_with}`` ("origin
+Japan and model year 1976") and ``{where_is}`` ("origin is Japan and model year is 1976").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from data_loaders.serialize import format_value
+from data_loaders.table import Table
+
+
+@dataclass(frozen=True)
+class Template:
+    """One phrasing of one question type.
+
+    Attributes:
+        id: Stable id ``"<qtype>/<n>"``.
+        qtype: Question type (a key of `schema.TASK_OF_TYPE`).
+        text: Format string over the slots listed in the module docstring.
+        agg: For ``aggregate`` templates, the aggregate they ask for (count/mean/sum/min/max).
+    """
+
+    id: str
+    qtype: str
+    text: str
+    agg: str | None = None
+
+
+_PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
+    "lookup": [
+        "What is the {col} of {entity}?",
+        "What {col} does {entity} have?",
+        "Tell me the {col} of {entity}.",
+        "{entity}: what is its {col}?",
+    ],
+    "compare": [
+        "Which has the {more} {col}: {a} or {b}?",
+        "Between {a} and {b}, which one has a {more} {col}?",
+        "Does {a} or {b} have the {more} {col}?",
+        "Which {noun} has the {more} {col}, {a} or {b}?",
+    ],
+    "superlative": [
+        "Which {noun} with {where_with} has the {most} {col}?",
+        "Among {nouns} whose {where_is}, which has the {most} {col}?",
+        "Of all {nouns} with {where_with}, which one has the {most} {col}?",
+    ],
+    "aggregate": [
+        ("count", "How many {nouns} have {where_with}?"),
+        ("count", "Count the {nouns} whose {where_is}."),
+        ("count", "What is the number of {nouns} with {where_with}?"),
+        ("mean", "What is the average {col} of {nouns} with {where_with}?"),
+        ("mean", "Among {nouns} whose {where_is}, what is the mean {col}?"),
+        ("sum", "What is the total {col} of {nouns} with {where_with}?"),
+        ("sum", "Add up the {col} of all {nouns} whose {where_is}."),
+        ("min", "What is the lowest {col} among {nouns} with {where_with}?"),
+        ("min", "For {nouns} whose {where_is}, what is the minimum {col}?"),
+        ("max", "What is the highest {col} among {nouns} with {where_with}?"),
+        ("max", "For {nouns} whose {where_is}, what is the maximum {col}?"),
+    ],
+    "claim": [
+        "Is the {col} of {entity} {value}?",
+        "Answer yes or no: {entity} has a {col} of {value}.",
+        "Does {entity} have {col} {value}?",
+        "Claim: the {col} of {entity} is {value}. Is this correct?",
+    ],
+    "summary_row": [
+        "Summarize the row for {entity}.",
+        "Describe {entity} in one sentence.",
+        "Give a short summary of {entity}.",
+    ],
+    "summary_group": [
+        "Summarize the {nouns} with {where_with}.",
+        "Describe the {nouns} whose {where_is}.",
+        "Give an overview of the {nouns} with {where_with}.",
+    ],
+}
+
+
+def _build_catalogue() -> dict[str, Template]:
+    out: dict[str, Template] = {}
+    for qtype, phrasings in _PHRASINGS.items():
+        for n, p in enumerate(phrasings):
+            agg, text = p if isinstance(p, tuple) else (None, p)
+            tid = f"{qtype}/{n}"
+            out[tid] = Template(tid, qtype, text, agg)
+    return out
+
+
+TEMPLATES: dict[str, Template] = _build_catalogue()
+"""Every template, keyed by id, in catalogue order."""
+
+
+def templates_of(qtype: str, exclude: set[str] | frozenset[str] = frozenset()) -> list[Template]:
+    """The templates of one question type, minus the ids in `exclude`."""
+    return [t for t in TEMPLATES.values() if t.qtype == qtype and t.id not in exclude]
+
+
+def col_words(table: Table, col: str) -> str:
+    """How questions name a column: its alias if configured, else the name with ``_`` → space."""
+    alias = table.display.get(col)
+    if alias and alias != col:
+        return alias
+    return col.replace("_", " ").strip()
+
+
+_STEM_OK = re.compile(r"[A-Za-z]+")
+
+
+def entity_noun(table: Table, configured: str | None = None) -> str:
+    """What one row of `table` is called in questions.
+
+    The configured noun wins; otherwise a plain plural file name gives the singular
+    (``cars`` → ``car``, ``airports`` → ``airport``); otherwise ``entry``.
+    """
+    if configured:
+        return configured
+    stem = table.name.lower()
+    if _STEM_OK.fullmatch(stem) and len(stem) > 3 and stem.endswith("s"):
+        if stem.endswith("ies"):
+            return stem[:-3] + "y"
+        if not stem.endswith(("ss", "us", "is")):
+            return stem[:-1]
+    return "entry"
+
+
+def plural(noun: str) -> str:
+    """English plural of a simple noun (``car`` → ``cars``, ``entry`` → ``entries``)."""
+    if noun.endswith("y") and len(noun) > 1 and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
+
+
+def value_words(table: Table, col: str, value: Any, decimals: int) -> str:
+    """A value as questions and answers show it: rounded, with the column's unit."""
+    return format_value(value, table.units.get(col), decimals)
+
+
+_OP_WORDS = {"==": "", ">": "above ", "<": "below ", ">=": "at least ", "<=": "at most "}
+
+
+def where_with(table: Table, where: list[dict], decimals: int) -> str:
+    """A filter as a noun phrase: ``origin Japan and horsepower above 100 hp``."""
+    parts = [
+        f"{col_words(table, c['column'])} {_OP_WORDS[c['op']]}"
+        f"{value_words(table, c['column'], c['value'], decimals)}"
+        for c in where
+    ]
+    return " and ".join(parts)
+
+
+def where_is(table: Table, where: list[dict], decimals: int) -> str:
+    """A filter as a clause: ``origin is Japan and horsepower is above 100 hp``."""
+    parts = [
+        f"{col_words(table, c['column'])} is {_OP_WORDS[c['op']]}"
+        f"{value_words(table, c['column'], c['value'], decimals)}"
+        for c in where
+    ]
+    return " and ".join(parts)
+
+
+def join_words(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]

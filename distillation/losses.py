@@ -1,0 +1,719 @@
+"""Distillation losses: KL / reverse KL / generalized JSD, cross-entropy, and their blend.
+
+This module owns every loss the distillation recipe optimises. All functions are pure functions
+of tensors: student logits `(B, T, V)`, teacher logits `(B, T, V)` (or the teacher's top-k
+log-probs and ids `(B, T, k)`) and labels `(B, T)`. Labels are already aligned with the logits
+(`logits[:, t]` predicts `labels[:, t]`; the caller shifts) and positions whose label equals
+`ignore_index` are left out (the caller sets prompt tokens to `ignore_index`, so the loss is on
+answer tokens only). Softmax is computed in float32 (float64 inputs stay float64), losses are
+averaged over the non-ignored tokens, and a batch with no such token gives exactly 0 with a zero
+(not NaN) gradient.
+
+Every divergence is multiplied by `temperature ** 2` so that its gradient keeps the same scale
+as the hard-label loss when the temperature changes (Hinton et al., 2015, "Distilling the
+Knowledge in a Neural Network", sec. 2).
+
+`chunk_size` switches to a chunked evaluation that bounds peak memory: the non-ignored positions
+are gathered `chunk_size` at a time, and the gradient with respect to the student logits is
+computed chunk by chunk during the forward pass (as Liger-Kernel's fused losses do), so
+full-vocabulary float32 probabilities never exist for more than one chunk. It gives the same
+value and gradient as the plain path (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DistillationLoss",
+    "Kind",
+    "blend",
+    "ce_loss",
+    "forward_kl",
+    "generalized_jsd",
+    "kd_divergence",
+    "reverse_kl",
+    "sparse_kd_divergence",
+]
+
+Kind = Literal["forward_kl", "reverse_kl", "jsd"]
+_KINDS = ("forward_kl", "reverse_kl", "jsd")
+
+# A row loss maps float rows of student logits (N, V) plus matching rows of the other inputs to
+# a per-token loss (N,). The plain and chunked paths run the very same row loss, which is what
+# makes them agree.
+RowLoss = Callable[..., torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# Per-token divergences on log-probabilities (rows of shape (N, V) or (N, k + 1)).
+# --------------------------------------------------------------------------------------------
+
+
+def _kl_rows(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) per row, sum_v P_v (log P_v - log Q_v), with 0 log 0 = 0.
+
+    The inner `where` keeps `-inf - -inf` (a bucket both distributions give zero mass) from
+    turning into NaN in the value or the gradient.
+    """
+    p = p_log.exp()
+    diff = torch.where(p > 0, p_log - q_log, torch.zeros((), dtype=p.dtype, device=p.device))
+    return (p * diff).sum(-1)
+
+
+def _divergence_rows(
+    s_log: torch.Tensor, t_log: torch.Tensor, kind: Kind, beta: float
+) -> torch.Tensor:
+    """Per-row divergence between student log-probs `s_log` and teacher log-probs `t_log`."""
+    if kind == "forward_kl" or (kind == "jsd" and beta == 0.0):
+        return _kl_rows(t_log, s_log)
+    if kind == "reverse_kl" or (kind == "jsd" and beta == 1.0):
+        return _kl_rows(s_log, t_log)
+    # log M = log(beta * P_T + (1 - beta) * P_S), elementwise to avoid stacking two (N, V) copies.
+    m_log = torch.logaddexp(t_log + math.log(beta), s_log + math.log1p(-beta))
+    return beta * _kl_rows(t_log, m_log) + (1.0 - beta) * _kl_rows(s_log, m_log)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """Float32 for half/bfloat16/float32 inputs, float64 kept as is (tests use it)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _dense_row_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    *,
+    kind: Kind,
+    beta: float,
+    temperature: float,
+) -> torch.Tensor:
+    """T² · D(teacher, student) per row; student (N, V) float, teacher (N, V) any float dtype."""
+    s_log = F.log_softmax(student / temperature, dim=-1)  # (N, V)
+    t_log = F.log_softmax(teacher.to(student.dtype) / temperature, dim=-1)  # (N, V)
+    return _divergence_rows(s_log, t_log, kind, beta) * temperature**2
+
+
+def _sparse_row_loss(
+    student: torch.Tensor,
+    topk_logprobs: torch.Tensor,
+    topk_ids: torch.Tensor,
+    *,
+    kind: Kind,
+    beta: float,
+    temperature: float,
+) -> torch.Tensor:
+    """T² · D over k + 1 buckets per row; student (N, V), top-k log-probs and ids (N, k)."""
+    vocab, k = student.shape[-1], topk_ids.shape[-1]
+    u = student / temperature  # (N, V)
+    lse = torch.logsumexp(u, dim=-1, keepdim=True)  # (N, 1)
+    s_log = u.gather(-1, topk_ids) - lse  # (N, k)
+    t_log = topk_logprobs.to(student.dtype)  # (N, k)
+    if k < vocab:
+        # The tail bucket holds every token outside the top k. The student's tail is a logsumexp
+        # over the other logits (at least one is finite, so value and gradient are finite);
+        # the teacher's is the left-over mass, summed in float64 because it is 1 minus almost 1.
+        rest = u.scatter(-1, topk_ids, float("-inf"))  # (N, V)
+        s_tail = torch.logsumexp(rest, dim=-1, keepdim=True) - lse  # (N, 1)
+        t_mass = 1.0 - topk_logprobs.double().exp().sum(-1, keepdim=True)
+        t_tail = t_mass.clamp_min(0.0).log().to(student.dtype)  # (N, 1); -inf when empty
+        s_log = torch.cat([s_log, s_tail], dim=-1)  # (N, k + 1)
+        t_log = torch.cat([t_log, t_tail], dim=-1)
+    # With k == V there is no tail: a rounding residue in 1 - sum(exp(top-k)) must not become a
+    # bucket that the student cannot match.
+    return _divergence_rows(s_log, t_log, kind, beta) * temperature**2
+
+
+def _ce_row_loss(student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per row; student (N, V) float, labels (N,)."""
+    return F.cross_entropy(student, labels, reduction="none")
+
+
+# --------------------------------------------------------------------------------------------
+# Plain and chunked reductions over the non-ignored positions.
+# --------------------------------------------------------------------------------------------
+
+
+def _plain_mean(
+    row_loss: RowLoss,
+    student_logits: torch.Tensor,
+    mask: torch.Tensor,
+    row_inputs: tuple[torch.Tensor, ...],
+) -> torch.Tensor:
+    """Mean of `row_loss` over the positions where `mask` (B, T) is true; 0 if there are none."""
+    student = student_logits[mask]  # (N, V), only answer tokens
+    student = student.to(_compute_dtype(student))
+    per_token = row_loss(student, *(x[mask] for x in row_inputs))  # (N,)
+    # Dividing by max(N, 1) makes the all-masked case an exact 0 with a zero gradient.
+    return per_token.sum() / max(student.shape[0], 1)
+
+
+class _ChunkedMean(torch.autograd.Function):
+    """Mean of a row loss over selected rows, gradient computed chunk by chunk in forward.
+
+    Only one chunk of float32 rows (and its autograd temporaries) is alive at a time; the
+    gradient w.r.t. the student logits is written into a `(B, T, V)` buffer of the student's
+    dtype, which backward hands over (scaled by the incoming gradient).
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        student_logits: torch.Tensor,
+        positions: torch.Tensor,
+        chunk_size: int,
+        row_loss: RowLoss,
+        *row_inputs: torch.Tensor,
+    ) -> torch.Tensor:
+        """Return the mean loss; store the (B, T, V) gradient on ctx."""
+        n = positions.shape[0]  # positions: (N, 2) (batch, time) of the non-ignored tokens
+        need_grad = ctx.needs_input_grad[0]
+        cdtype = _compute_dtype(student_logits)
+        grad = torch.zeros_like(student_logits) if need_grad else None  # (B, T, V)
+        total = torch.zeros((), dtype=cdtype, device=student_logits.device)
+        scale = 1.0 / max(n, 1)
+        for start in range(0, n, chunk_size):
+            b, t = positions[start : start + chunk_size].unbind(1)
+            rows = student_logits[b, t].to(cdtype)  # (C, V): a copy of one chunk only
+            others = [x[b, t] for x in row_inputs]
+            if need_grad:
+                with torch.enable_grad():
+                    rows.requires_grad_(True)
+                    chunk_loss = row_loss(rows, *others).sum()
+                    (chunk_grad,) = torch.autograd.grad(chunk_loss, rows)
+                grad[b, t] = (chunk_grad * scale).to(grad.dtype)
+            else:
+                chunk_loss = row_loss(rows, *others).sum()
+            total += chunk_loss.detach()
+            del rows, others, chunk_loss  # free this chunk before the next one is gathered
+        # Kept as a plain attribute, not save_for_backward, so backward can drop the reference
+        # and autograd may take the buffer over instead of copying it.
+        ctx.grad = grad
+        ctx.n_inputs = len(row_inputs)
+        return total * scale
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        """Hand over the stored gradient, scaled by `grad_output`."""
+        grad = ctx.grad
+        if grad is None:
+            raise RuntimeError(
+                "backward through a chunked distillation loss can run only once "
+                "(retain_graph=True is not supported with chunk_size)"
+            )
+        ctx.grad = None
+        if grad_output.item() != 1.0:
+            grad.mul_(grad_output.to(grad.dtype))
+        return (grad, None, None, None, *([None] * ctx.n_inputs))
+
+
+def _mean_over_tokens(
+    row_loss: RowLoss,
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int,
+    chunk_size: int | None,
+    row_inputs: tuple[torch.Tensor, ...],
+) -> torch.Tensor:
+    """Dispatch to the plain or chunked mean of `row_loss` over non-ignored tokens."""
+    mask = labels != ignore_index  # (B, T)
+    if chunk_size is None:
+        return _plain_mean(row_loss, student_logits, mask, row_inputs)
+    positions = mask.nonzero()  # (N, 2), row-major like boolean indexing
+    return _ChunkedMean.apply(student_logits, positions, chunk_size, row_loss, *row_inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks (ValueError naming the argument).
+# --------------------------------------------------------------------------------------------
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_KINDS)}; got {kind!r}")
+
+
+def _check_unit(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
+
+
+def _check_temperature(temperature: float) -> None:
+    if not (
+        isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0
+    ):
+        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
+
+
+def _check_chunk_size(chunk_size: int | None) -> None:
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be None or an int >= 1; got {chunk_size!r}")
+
+
+def _check_student_and_labels(
+    student_logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
+) -> None:
+    if student_logits.dim() != 3 or not student_logits.is_floating_point():
+        raise ValueError(
+            "student_logits must be a floating tensor of shape (B, T, V); got "
+            f"{student_logits.dtype} {tuple(student_logits.shape)}"
+        )
+    if labels.shape != student_logits.shape[:2]:
+        raise ValueError(
+            f"labels must have shape (B, T) = {tuple(student_logits.shape[:2])} to match "
+            f"student_logits; got {tuple(labels.shape)}"
+        )
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor; got {labels.dtype}")
+    kept = labels[labels != ignore_index]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= student_logits.shape[-1]):
+        raise ValueError(
+            f"labels must be token ids in [0, {student_logits.shape[-1]}) or ignore_index "
+            f"({ignore_index}); got values in [{int(kept.min())}, {int(kept.max())}]"
+        )
+
+
+def _check_teacher_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    if teacher_logits.dim() != 3 or not teacher_logits.is_floating_point():
+        raise ValueError(
+            "teacher_logits must be a floating tensor of shape (B, T, V); got "
+            f"{teacher_logits.dtype} {tuple(teacher_logits.shape)}"
+        )
+    if teacher_logits.shape[:2] != student_logits.shape[:2]:
+        raise ValueError(
+            f"teacher_logits must have (B, T) = {tuple(student_logits.shape[:2])} like "
+            f"student_logits; got {tuple(teacher_logits.shape[:2])}"
+        )
+    if teacher_logits.shape[-1] != student_logits.shape[-1]:
+        raise ValueError(
+            f"teacher_logits vocabulary size {teacher_logits.shape[-1]} differs from "
+            f"student_logits vocabulary size {student_logits.shape[-1]}; if one model pads its "
+            "vocabulary, slice both to the shared vocabulary before calling (logits[..., :V])"
+        )
+
+
+def _check_topk(
+    student_logits: torch.Tensor, topk_logprobs: torch.Tensor, topk_ids: torch.Tensor
+) -> None:
+    if topk_logprobs.dim() != 3 or not topk_logprobs.is_floating_point():
+        raise ValueError(
+            "teacher_topk_logprobs must be a floating tensor of shape (B, T, k); got "
+            f"{topk_logprobs.dtype} {tuple(topk_logprobs.shape)}"
+        )
+    if topk_logprobs.shape[:2] != student_logits.shape[:2]:
+        raise ValueError(
+            f"teacher_topk_logprobs must have (B, T) = {tuple(student_logits.shape[:2])} like "
+            f"student_logits; got {tuple(topk_logprobs.shape[:2])}"
+        )
+    if topk_ids.shape != topk_logprobs.shape:
+        raise ValueError(
+            f"teacher_topk_ids must have the shape of teacher_topk_logprobs "
+            f"{tuple(topk_logprobs.shape)}; got {tuple(topk_ids.shape)}"
+        )
+    if topk_ids.dtype != torch.int64:
+        raise ValueError(f"teacher_topk_ids must be int64; got {topk_ids.dtype}")
+    vocab, k = student_logits.shape[-1], topk_ids.shape[-1]
+    if not 1 <= k <= vocab:
+        raise ValueError(f"teacher_topk_ids: k must be in [1, V={vocab}]; got k={k}")
+    if topk_ids.numel() and (int(topk_ids.min()) < 0 or int(topk_ids.max()) >= vocab):
+        raise ValueError(
+            f"teacher_topk_ids must be token ids in [0, {vocab}) (the student's vocabulary); "
+            f"got values in [{int(topk_ids.min())}, {int(topk_ids.max())}]"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Public API.
+# --------------------------------------------------------------------------------------------
+
+
+def kd_divergence(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    kind: Kind = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    r"""Token-averaged, T²-scaled divergence between teacher and student next-token distributions.
+
+    With ``P_S = softmax(z_S / τ)`` and ``P_T = softmax(z_T / τ)`` per position and ``τ`` the
+    temperature, the loss is ``τ² · mean_{t: labels_t != ignore_index} D(P_T, P_S)`` where ``D``
+    is chosen by ``kind``:
+
+    * ``"forward_kl"``: ``KL(P_T || P_S) = Σ_v P_T(v) log(P_T(v) / P_S(v))`` (Hinton et al.,
+      2015, "Distilling the Knowledge in a Neural Network"; the τ² factor is from sec. 2).
+    * ``"reverse_kl"``: ``KL(P_S || P_T)``.
+    * ``"jsd"``: generalized JSD (Agarwal et al., 2024, "On-Policy Distillation of Language
+      Models: Learning from Self-Generated Mistakes" (GKD), eq. 1), in the convention of TRL's
+      ``GKDTrainer.generalized_jsd_loss``: ``β·KL(P_T || M) + (1 − β)·KL(P_S || M)`` with
+      ``M = β·P_T + (1 − β)·P_S``. The endpoints are defined as the two KLs and special-cased
+      so they are exact: β = 0 gives forward ``KL(P_T || P_S)``, β = 1 gives reverse
+      ``KL(P_S || P_T)``. The mixture formula itself vanishes at both ends (it behaves like
+      ``β·KL(P_T || P_S)`` near β = 0 and ``(1 − β)·KL(P_S || P_T)`` near β = 1), so the loss
+      jumps at the endpoints by design; β = 0.5 is the ordinary Jensen–Shannon divergence.
+
+    The teacher is a fixed target: no gradient flows into ``teacher_logits``.
+
+    Args:
+        student_logits: ``(B, T, V)`` student logits, any float dtype (upcast to float32).
+        teacher_logits: ``(B, T, V)`` teacher logits with the same vocabulary. If one model pads
+            its vocabulary, slice both to the shared size first; a mismatch raises ValueError.
+        labels: ``(B, T)`` token ids aligned with the logits (``logits[:, t]`` predicts
+            ``labels[:, t]``); positions equal to ``ignore_index`` (prompt, padding) are skipped.
+        kind: ``"forward_kl"``, ``"reverse_kl"`` or ``"jsd"``.
+        beta: JSD interpolation in [0, 1]; used only when ``kind == "jsd"``.
+        temperature: Softmax temperature τ > 0 for both models.
+        ignore_index: Label value marking positions to leave out.
+        chunk_size: None for the plain computation; an int to process that many non-ignored
+            tokens at a time with the gradient computed during forward (same value and
+            gradient, bounded memory; backward may then run only once).
+
+    Returns:
+        A scalar tensor; exactly 0 (with a zero gradient) when every position is ignored.
+
+    Raises:
+        ValueError: On a bad argument, shape or vocabulary mismatch (the message names it).
+    """
+    _check_kind(kind)
+    _check_unit("beta", beta)
+    _check_temperature(temperature)
+    _check_chunk_size(chunk_size)
+    _check_student_and_labels(student_logits, labels, ignore_index)
+    _check_teacher_logits(student_logits, teacher_logits)
+    row_loss = partial(_dense_row_loss, kind=kind, beta=float(beta), temperature=float(temperature))
+    return _mean_over_tokens(
+        row_loss, student_logits, labels, ignore_index, chunk_size, (teacher_logits.detach(),)
+    )
+
+
+def forward_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Forward KL ``τ² · mean_t KL(P_T || P_S)`` over non-ignored tokens (Hinton et al., 2015).
+
+    Args:
+        student_logits: ``(B, T, V)`` student logits.
+        teacher_logits: ``(B, T, V)`` teacher logits (same V; slice padded vocabularies first).
+        labels: ``(B, T)`` aligned labels; ``ignore_index`` positions are skipped.
+        temperature: Softmax temperature τ > 0.
+        ignore_index: Label value marking positions to leave out.
+
+    Returns:
+        A scalar tensor, 0 when every position is ignored. See `kd_divergence`.
+    """
+    return kd_divergence(
+        student_logits,
+        teacher_logits,
+        labels,
+        kind="forward_kl",
+        temperature=temperature,
+        ignore_index=ignore_index,
+    )
+
+
+def reverse_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Reverse KL ``τ² · mean_t KL(P_S || P_T)`` over non-ignored tokens (Agarwal et al., 2024).
+
+    Args:
+        student_logits: ``(B, T, V)`` student logits.
+        teacher_logits: ``(B, T, V)`` teacher logits (same V; slice padded vocabularies first).
+        labels: ``(B, T)`` aligned labels; ``ignore_index`` positions are skipped.
+        temperature: Softmax temperature τ > 0.
+        ignore_index: Label value marking positions to leave out.
+
+    Returns:
+        A scalar tensor, 0 when every position is ignored. See `kd_divergence`.
+    """
+    return kd_divergence(
+        student_logits,
+        teacher_logits,
+        labels,
+        kind="reverse_kl",
+        temperature=temperature,
+        ignore_index=ignore_index,
+    )
+
+
+def generalized_jsd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Generalized JSD ``τ² · mean_t [β·KL(P_T||M) + (1−β)·KL(P_S||M)]``, ``M = β·P_T + (1−β)·P_S``.
+
+    Agarwal et al., 2024 (GKD), eq. 1, in TRL's ``generalized_jsd_loss`` convention: β = 0 is
+    exactly forward ``KL(P_T || P_S)`` and β = 1 exactly reverse ``KL(P_S || P_T)`` (both
+    special-cased; see `kd_divergence` for why the endpoints are a jump, not a limit).
+
+    Args:
+        student_logits: ``(B, T, V)`` student logits.
+        teacher_logits: ``(B, T, V)`` teacher logits (same V; slice padded vocabularies first).
+        labels: ``(B, T)`` aligned labels; ``ignore_index`` positions are skipped.
+        beta: Weight of the teacher in the mixture, in [0, 1].
+        temperature: Softmax temperature τ > 0.
+        ignore_index: Label value marking positions to leave out.
+
+    Returns:
+        A scalar tensor, 0 when every position is ignored.
+    """
+    return kd_divergence(
+        student_logits,
+        teacher_logits,
+        labels,
+        kind="jsd",
+        beta=beta,
+        temperature=temperature,
+        ignore_index=ignore_index,
+    )
+
+
+def sparse_kd_divergence(
+    student_logits: torch.Tensor,
+    teacher_topk_logprobs: torch.Tensor,
+    teacher_topk_ids: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    kind: Kind = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """`kd_divergence` against a teacher stored as its top-k log-probs plus one tail bucket.
+
+    The teacher distribution is given by ``teacher_topk_logprobs = log_softmax(z_T / τ).topk(k)``
+    (already at temperature τ) and the matching ``teacher_topk_ids``. It is completed with one
+    extra bucket holding the tail mass ``1 − Σ exp(topk)`` (clamped at 0). The student's
+    distribution ``softmax(z_S / τ)`` is collapsed onto the same k + 1 buckets: its log-probs at
+    the k ids plus the logsumexp of all other tokens. The chosen divergence (same ``kind`` /
+    ``beta`` conventions as `kd_divergence`) is taken between these two (k + 1)-point
+    distributions, scaled by τ² and averaged over non-ignored tokens. With k = V there is no
+    tail bucket and the result equals the dense loss.
+
+    Args:
+        student_logits: ``(B, T, V)`` student logits.
+        teacher_topk_logprobs: ``(B, T, k)`` teacher log-probs at temperature τ.
+        teacher_topk_ids: ``(B, T, k)`` int64 token ids of those log-probs, distinct per
+            position (as returned by ``topk``), in the student's vocabulary.
+        labels: ``(B, T)`` aligned labels; ``ignore_index`` positions are skipped.
+        kind: ``"forward_kl"``, ``"reverse_kl"`` or ``"jsd"``.
+        beta: JSD interpolation in [0, 1]; used only when ``kind == "jsd"``.
+        temperature: Softmax temperature τ > 0 applied to the student (the teacher's is baked
+            into its log-probs) and in the τ² factor.
+        ignore_index: Label value marking positions to leave out.
+        chunk_size: None for the plain computation, an int for the chunked one.
+
+    Returns:
+        A scalar tensor; exactly 0 (with a zero gradient) when every position is ignored.
+
+    Raises:
+        ValueError: On a bad argument or shape (the message names it).
+    """
+    _check_kind(kind)
+    _check_unit("beta", beta)
+    _check_temperature(temperature)
+    _check_chunk_size(chunk_size)
+    _check_student_and_labels(student_logits, labels, ignore_index)
+    _check_topk(student_logits, teacher_topk_logprobs, teacher_topk_ids)
+    row_loss = partial(
+        _sparse_row_loss, kind=kind, beta=float(beta), temperature=float(temperature)
+    )
+    return _mean_over_tokens(
+        row_loss,
+        student_logits,
+        labels,
+        ignore_index,
+        chunk_size,
+        (teacher_topk_logprobs.detach(), teacher_topk_ids),
+    )
+
+
+def ce_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Cross-entropy ``mean_t −log softmax(z_S)[labels_t]`` over non-ignored tokens (float32).
+
+    Args:
+        student_logits: ``(B, T, V)`` student logits.
+        labels: ``(B, T)`` aligned target ids; ``ignore_index`` positions are skipped.
+        ignore_index: Label value marking positions to leave out.
+        chunk_size: None for the plain computation, an int for the chunked one (same value and
+            gradient, bounded memory).
+
+    Returns:
+        A scalar tensor; exactly 0 (with a zero gradient) when every position is ignored.
+    """
+    _check_chunk_size(chunk_size)
+    _check_student_and_labels(student_logits, labels, ignore_index)
+    return _mean_over_tokens(
+        _ce_row_loss, student_logits, labels, ignore_index, chunk_size, (labels.long(),)
+    )
+
+
+def blend(ce: torch.Tensor, kd: torch.Tensor, kd_ratio: float) -> torch.Tensor:
+    """``(1 − kd_ratio)·ce + kd_ratio·kd`` (Hinton et al., 2015, sec. 2).
+
+    At ``kd_ratio`` 0 or 1 the unused term is dropped rather than multiplied by 0, so an
+    infinite term that is not used cannot turn the loss into NaN.
+
+    Args:
+        ce: Scalar hard-label cross-entropy.
+        kd: Scalar T²-scaled distillation divergence.
+        kd_ratio: Weight of the distillation term, in [0, 1].
+
+    Returns:
+        The blended scalar loss.
+    """
+    _check_unit("kd_ratio", kd_ratio)
+    if kd_ratio == 0:
+        return ce
+    if kd_ratio == 1:
+        return kd
+    return (1.0 - kd_ratio) * ce + kd_ratio * kd
+
+
+class DistillationLoss(torch.nn.Module):
+    """``(1 − kd_ratio)·CE(labels) + kd_ratio·τ²·D(teacher, student)`` over answer tokens.
+
+    The teacher is given either as dense logits or as top-k log-probs + ids (see
+    `sparse_kd_divergence`). A term whose weight is 0 is still computed for logging, but without
+    a gradient. With ``chunk_size`` set, both terms use the chunked, memory-bounded path.
+
+    Args:
+        kd_ratio: Weight of the distillation term, in [0, 1].
+        temperature: Softmax temperature τ > 0 of the distillation term (not the sampling
+            temperature); the CE term is always at τ = 1.
+        kind: ``"forward_kl"``, ``"reverse_kl"`` or ``"jsd"``.
+        beta: JSD interpolation in [0, 1] (``kind == "jsd"`` only).
+        chunk_size: Tokens per chunk, or None for the plain computation.
+        ignore_index: Label value marking positions to leave out.
+    """
+
+    def __init__(
+        self,
+        kd_ratio: float = 0.5,
+        temperature: float = 2.0,
+        kind: Kind = "forward_kl",
+        beta: float = 0.5,
+        chunk_size: int | None = 1024,
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__()
+        _check_unit("kd_ratio", kd_ratio)
+        _check_temperature(temperature)
+        _check_kind(kind)
+        _check_unit("beta", beta)
+        _check_chunk_size(chunk_size)
+        self.kd_ratio = float(kd_ratio)
+        self.temperature = float(temperature)
+        self.kind: Kind = kind
+        self.beta = float(beta)
+        self.chunk_size = chunk_size
+        self.ignore_index = ignore_index
+
+    def extra_repr(self) -> str:
+        """Settings shown by ``print(module)``."""
+        return (
+            f"kd_ratio={self.kd_ratio}, temperature={self.temperature}, kind={self.kind!r}, "
+            f"beta={self.beta}, chunk_size={self.chunk_size}, ignore_index={self.ignore_index}"
+        )
+
+    def forward(
+        self,
+        student_logits: torch.Tensor,
+        labels: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+        teacher_topk_logprobs: torch.Tensor | None = None,
+        teacher_topk_ids: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Compute the blended loss and its two parts.
+
+        Args:
+            student_logits: ``(B, T, V)`` student logits.
+            labels: ``(B, T)`` aligned labels, ``ignore_index`` on prompt/padding positions.
+            teacher_logits: ``(B, T, V)`` dense teacher logits, or None.
+            teacher_topk_logprobs: ``(B, T, k)`` teacher top-k log-probs at the temperature.
+            teacher_topk_ids: ``(B, T, k)`` int64 ids of those log-probs.
+
+        Returns:
+            ``{"loss", "ce", "kd"}`` scalars; ``kd`` is 0 when no teacher input is given.
+
+        Raises:
+            ValueError: If the teacher inputs are inconsistent, or missing while kd_ratio > 0.
+        """
+        sparse = teacher_topk_logprobs is not None or teacher_topk_ids is not None
+        if teacher_logits is not None and sparse:
+            raise ValueError(
+                "give either teacher_logits or teacher_topk_logprobs + teacher_topk_ids, not both"
+            )
+        if sparse and (teacher_topk_logprobs is None or teacher_topk_ids is None):
+            missing = "teacher_topk_ids" if teacher_topk_ids is None else "teacher_topk_logprobs"
+            raise ValueError(f"{missing} is required together with the other top-k input")
+        if teacher_logits is None and not sparse and self.kd_ratio > 0:
+            raise ValueError(
+                f"kd_ratio={self.kd_ratio} > 0 needs a teacher: pass teacher_logits or "
+                "teacher_topk_logprobs + teacher_topk_ids"
+            )
+
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.kd_ratio < 1):
+            ce = ce_loss(
+                student_logits, labels, ignore_index=self.ignore_index, chunk_size=self.chunk_size
+            )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.kd_ratio > 0):
+            if teacher_logits is not None:
+                kd = kd_divergence(
+                    student_logits,
+                    teacher_logits,
+                    labels,
+                    kind=self.kind,
+                    beta=self.beta,
+                    temperature=self.temperature,
+                    ignore_index=self.ignore_index,
+                    chunk_size=self.chunk_size,
+                )
+            elif sparse:
+                kd = sparse_kd_divergence(
+                    student_logits,
+                    teacher_topk_logprobs,
+                    teacher_topk_ids,
+                    labels,
+                    kind=self.kind,
+                    beta=self.beta,
+                    temperature=self.temperature,
+                    ignore_index=self.ignore_index,
+                    chunk_size=self.chunk_size,
+                )
+            else:
+                kd = torch.zeros_like(ce)
+        return {"loss": blend(ce, kd, self.kd_ratio), "ce": ce, "kd": kd}

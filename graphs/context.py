@@ -1,0 +1,138 @@
+"""Runtime settings of the agent graph: which model answers, over which tables, within which caps.
+
+`GraphConfig` is validated from ``configs/graph.yaml`` (or any YAML) with
+``load_config(GraphConfig, path, overrides)``; unknown keys are refused. The settings are plain
+data: `graphs.graph.build_graph` turns them into loaded models, tables and a compiled graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from data_loaders.config import StrictModel, load_config
+
+DEFAULT_STUDENT_DIR = "runs/demo/distill/student"
+DEFAULT_TABLES = ("examples/data/cars.csv",)
+DEFAULT_TABLE_CONFIG = "configs/prepare_cars.yaml"
+
+
+class ModelConfig(StrictModel):
+    """One chat model: a local Hugging Face model directory or an OpenAI-compatible endpoint."""
+
+    path: str | None = Field(
+        None, description="Local model directory (config.json, weights, tokenizer with chat template)."
+    )
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)."
+    )
+    name: str | None = Field(
+        None, description="Model name at the endpoint; also the label in 'fallback:<name>'."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the endpoint's API key."
+    )
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Most tokens generated per reply.")
+    sampling_temperature: float = Field(
+        0.0,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature of generation (0 = greedy); not the KD temperature.",
+    )
+    stop: list[str] = Field(default_factory=list, description="Stop sequences cut from the reply.")
+    timeout_s: float = Field(
+        60.0, gt=0, description="Hard time limit of one generation; the reply says when it was cut."
+    )
+    device: str = Field("cpu", description="Torch device of a local model ('cpu', 'cuda', 'cuda:1').")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype of a local model (fp32 on CPU: bf16 is slow there)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if self.path and self.base_url:
+            raise ValueError("set either 'path' (local model dir) or 'base_url' (endpoint), not both")
+        if self.base_url and not self.name:
+            raise ValueError("'name' is required with 'base_url' (the model name at the endpoint)")
+        return self
+
+    @property
+    def label(self) -> str:
+        """A short human name: the endpoint model name or the model directory's name."""
+        if self.name:
+            return self.name
+        return Path(self.path).name if self.path else "unset"
+
+
+class RetrievalConfig(StrictModel):
+    """How much of the tables goes into one prompt."""
+
+    max_rows: int = Field(8, ge=1, le=256, description="Most rows in a context (as in training).")
+    max_chars: int = Field(3000, ge=200, description="Most characters in a context.")
+    wider_rows: int = Field(
+        24, ge=1, le=512, description="Rows in the wider context of the one retry after a failed check."
+    )
+    bm25_min_score: float = Field(
+        0.0, ge=0.0, description="Rows whose BM25 score is at most this are not retrieved."
+    )
+
+
+class RouterConfig(StrictModel):
+    """How the router picks qa / summarizer / validator."""
+
+    mode: Literal["score", "rules"] = Field(
+        "score",
+        description="'score': the model's log-prob of each label, rules when not confident; "
+        "'rules': keywords only.",
+    )
+    min_margin: float = Field(
+        2.0,
+        ge=0.0,
+        description="Log-prob gap (nats) between the best and second label needed to trust scores.",
+    )
+
+
+class ValidationConfig(StrictModel):
+    """Tolerances of the answer check against the table."""
+
+    rel_tol: float = Field(0.01, ge=0.0, description="Relative tolerance for numbers in answers.")
+    abs_tol: float = Field(0.011, ge=0.0, description="Absolute tolerance (covers 2-decimal rounding).")
+
+
+class GraphConfig(StrictModel):
+    """Everything the agent graph needs besides the user's question."""
+
+    student: ModelConfig = Field(
+        default_factory=ModelConfig, description="The distilled student that answers first."
+    )
+    fallback: ModelConfig | None = Field(
+        None, description="Model asked when the student's answer fails the table check (optional)."
+    )
+    tables: list[str] = Field(
+        default_factory=list, description="Table files or SQL URLs (the ones the dataset was built from)."
+    )
+    table_config: str | None = Field(
+        None,
+        description="YAML whose 'table:' section gives entity column, aliases and units; use the "
+        "file you ran `distillgraph prepare` with so the context matches training.",
+    )
+    max_input_chars: int = Field(2000, ge=10, description="Longer user messages are refused.")
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Context caps.")
+    router: RouterConfig = Field(default_factory=RouterConfig, description="Routing settings.")
+    validation: ValidationConfig = Field(
+        default_factory=ValidationConfig, description="Answer-check tolerances."
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _no_empty(cls, v: list[str]) -> list[str]:
+        if any(not s.strip() for s in v):
+            raise ValueError("table paths must not be empty strings")
+        return v
+
+
+def load_graph_config(path: str | Path | None = None, overrides: list[str] | None = None) -> GraphConfig:
+    """Load a `GraphConfig` from YAML plus ``key=value`` overrides (defaults when `path` is None)."""
+    return load_config(GraphConfig, path, overrides)

@@ -1,0 +1,78 @@
+"""Prompt and reply text of the agent graph (constants only).
+
+The answer prompt itself is not here: qa, summarizer and validator all use
+`data_loaders.serialize.build_messages(context, question)`, the exact prompt the student was
+trained on. The routing prompt holds the user's query only, never table content, so a cell
+cannot steer the route. To teach the student to route, add pairs whose prompt is
+``ROUTER_SYSTEM`` + ``ROUTER_USER.format(query=question)`` and whose answer is the dataset's
+``task`` label (one of ``ROUTER_LABELS``).
+"""
+
+# The labels scored by the router: the dataset's `task` values, mapped to graph nodes.
+ROUTER_LABELS = {"qa": "qa", "summarize": "summarizer", "validate": "validator"}
+
+ROUTER_SYSTEM = (
+    "Classify the user's request about a table. Reply with one word: "
+    "qa (a question about values), summarize (describe rows or a group), "
+    "or validate (check whether a claim is true)."
+)
+ROUTER_USER = "Request: {query}\nLabel:"
+
+# Keyword rules used when the model cannot score labels or is not confident. Checked in order:
+# a claim wins over a summary word ("is it true that the overview ...").
+VALIDATE_PATTERNS = (
+    r"\bis it (?:true|correct|right|the case)\b",
+    r"\btrue or false\b",
+    r"\b(?:true|false)\s*\?\s*$",
+    r"\b(?:verify|validate|fact[- ]?check|confirm)\b",
+    r"\bcheck (?:whether|if|that)\b",
+    r"\b(?:claim|claims|claimed)\b",
+    r"\bcorrect that\b",
+    r"^\s*(?:is|are|does|do|did|has|have|was|were) it (?:true|so)\b",
+)
+SUMMARIZE_PATTERNS = (
+    r"\bsummari[sz]e\b",
+    r"\bsummary\b",
+    r"\bdescribe\b",
+    r"\bdescription\b",
+    r"\boverview\b",
+    r"\btell me about\b",
+    r"\bprofile of\b",
+    r"\bwhat do (?:we|you) know about\b",
+    r"\bgive me (?:a |an )?(?:rundown|brief)\b",
+)
+
+# Replies the graph writes itself.
+EMPTY_INPUT_REPLY = "Please ask a question about the table (the message was empty)."
+TOO_LONG_REPLY = (
+    "Your message is {n} characters long; the limit is {limit}. Please ask a shorter question."
+)
+NOT_FOUND_REPLY = (
+    "I could not find anything matching your question in the table{s} ({tables}). "
+    "Check the name's spelling; for example, the table has: {examples}."
+)
+UNSUPPORTED_REPLY = (
+    "I could not give an answer that the table supports. The model suggested \"{answer}\", "
+    "but {reason}. The closest rows are:\n{rows}"
+)
+CUT_NOTE = " [cut: the {limit:g} s generation time limit was reached]"
+MODEL_CLAIM_NOTE = " (checked by the model, not by a table lookup)"
+
+# Before trusting its scores, the router asks the model to label these; one miss and it routes
+# by the rules instead (a model never taught to route, or a random test model, scores
+# confidently but wrongly).
+ROUTER_PROBES = (
+    ("What is the price of the blue model?", "qa"),
+    ("How many items have color red?", "qa"),
+    ("Summarize the row for the blue model.", "summarize"),
+    ("Give an overview of the items with color red.", "summarize"),
+    ("Is it true that the blue model costs 12?", "validate"),
+    ("Claim: the weight of the red model is 3. Is this correct?", "validate"),
+)
+
+# A turn naming no entity but using one of these refers to the previous turn's entity.
+FOLLOW_UP_PATTERNS = (
+    r"^\s*(?:and|also|what about|how about)\b",
+    r"\b(?:its|it|it's|that one|this one|that car|this car|the same one|same)\b",
+    r"\b(?:their|they|them|that|this)\b",
+)

@@ -1,0 +1,430 @@
+"""Retrieval over the user's tables: find the rows a question is about and serialize them.
+
+For each query, `Retriever.retrieve` finds the supporting rows (named entities first: the
+longest case-insensitive match wins; then BM25 over the rows' cell values with `bm25s`), works
+out filters and aggregates the question asks for ("how many cars with origin Japan", "which car
+with origin Europe has the highest horsepower") and computes them with pandas as ``[fact]``
+lines, so the student reads rather than calculates. The context is written with
+`Table.row_text` and `serialize_fact`, exactly the serialization used in training, and capped in
+rows and characters.
+
+`parse_query` is shared with `graphs.validation`, which re-reads claims and answers with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data_loaders.serialize import format_value, serialize_fact
+from data_loaders.table import Table
+from graphs.context import RetrievalConfig
+
+_NON_WORD = re.compile(r"[^0-9a-z.]+")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+# Words that never form an entity or value name on their own.
+_STOP = frozenset(
+    "a an the of and or is are was were in on at to for with by from it its this that what which "
+    "who how many much does do did has have had be".split()
+)
+
+AGG_WORDS = {
+    "count": ("how many", "count the", "number of"),
+    "mean": ("average", "mean"),
+    "sum": ("total", "add up", "sum of"),
+}
+MAX_WORDS = ("highest", "largest", "biggest", "greatest", "most", "maximum", "max", "heaviest",
+             "fastest", "longest", "top")
+MIN_WORDS = ("lowest", "smallest", "least", "fewest", "minimum", "min", "lightest", "slowest",
+             "shortest")
+OP_WORDS = {
+    ">": ("above", "over", "more than", "greater than", "higher than"),
+    "<": ("below", "under", "less than", "fewer than", "lower than"),
+    ">=": ("at least",),
+    "<=": ("at most",),
+}
+
+
+def normalize(text: str) -> str:
+    """Lowercase; every run of characters other than letters, digits and '.' becomes a space."""
+    s = _NON_WORD.sub(" ", str(text).lower().replace(",", ""))
+    return " ".join(t.strip(".") for t in s.split() if t.strip("."))
+
+
+def col_words(table: Table, col: str) -> str:
+    """How questions name a column: its alias if set, else the name with '_' → space."""
+    alias = table.display.get(col)
+    if alias and alias != col:
+        return alias
+    return col.replace("_", " ").strip()
+
+
+@dataclass
+class Match:
+    """A span of the query's normalized tokens that names something in a table."""
+
+    start: int  # first token
+    end: int  # one past the last token
+    kind: str  # "entity", "value" (categorical value) or "column"
+    column: str | None
+    value: Any  # the row id (entity), the cell value (value) or None (column)
+    text: str  # the normalized words matched
+
+
+@dataclass
+class Filter:
+    """One condition of a question: column op value (op in ==, >, <, >=, <=)."""
+
+    column: str
+    op: str
+    value: Any
+
+
+@dataclass
+class QueryParse:
+    """What a query names in one table."""
+
+    table: Table
+    tokens: list[str]
+    entities: list[Match] = field(default_factory=list)  # in query order, longest first won
+    values: list[Match] = field(default_factory=list)
+    columns: list[Match] = field(default_factory=list)
+    filters: list[Filter] = field(default_factory=list)
+    numbers: list[float] = field(default_factory=list)  # numbers outside entity names
+    agg: str | None = None  # count / mean / sum
+    extreme: str | None = None  # "max" / "min"
+
+    @property
+    def row_ids(self) -> list[int]:
+        """Rows of the entities named, in query order."""
+        return [int(m.value) for m in self.entities]
+
+    @property
+    def column_names(self) -> list[str]:
+        """Columns named, in query order, without repeats."""
+        return list(dict.fromkeys(m.column for m in self.columns if m.column))
+
+    @property
+    def score(self) -> float:
+        """How strongly the query points at this table (entities weigh most)."""
+        return 10 * len(self.entities) + 3 * len(self.values) + len(self.columns)
+
+
+class TableIndex:
+    """Name lookups for one table: entity names, categorical values and column words."""
+
+    MAX_CATEGORIES = 60  # categorical columns with more distinct values are not indexed as values
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.names: dict[str, tuple[str, str | None, Any]] = {}
+        ent = table.entity_column
+        if ent is not None:
+            for rid, name in enumerate(table.df[ent].tolist()):
+                key = normalize(name)
+                if _usable_name(key):
+                    self.names.setdefault(key, ("entity", ent, rid))
+        for col in table.columns_of("categorical"):
+            uniq = table.df[col].dropna().unique()
+            if len(uniq) > self.MAX_CATEGORIES:
+                continue
+            for v in uniq:
+                key = normalize(v)
+                if _usable_name(key):
+                    self.names.setdefault(key, ("value", col, v))
+        for col in table.columns:
+            if col == ent:
+                continue
+            for words in {col_words(table, col), table.display_name(col), col}:
+                key = normalize(words.replace("_", " "))
+                if key:
+                    self.names.setdefault(key, ("column", col, None))
+        self.max_len = max((len(k.split()) for k in self.names), default=1)
+
+    def find(self, tokens: Sequence[str]) -> list[Match]:
+        """Non-overlapping matches, longest first (entities before values before columns)."""
+        cands = []
+        for n in range(min(self.max_len, len(tokens)), 0, -1):
+            for i in range(len(tokens) - n + 1):
+                hit = self.names.get(" ".join(tokens[i : i + n]))
+                if hit is not None:
+                    cands.append(Match(i, i + n, hit[0], hit[1], hit[2], " ".join(tokens[i : i + n])))
+        order = {"entity": 0, "value": 1, "column": 2}
+        cands.sort(key=lambda m: (-(m.end - m.start), order[m.kind], m.start))
+        used: set[int] = set()
+        out = []
+        for m in cands:
+            span = set(range(m.start, m.end))
+            if span & used:
+                continue
+            used |= span
+            out.append(m)
+        return sorted(out, key=lambda m: m.start)
+
+
+def _usable_name(key: str) -> bool:
+    return bool(key) and len(key) > 1 and key not in _STOP and not _NUMBER.match(key)
+
+
+def parse_query(query: str, index: TableIndex) -> QueryParse:
+    """Read what a query names in one table: entities, values, columns, filters, aggregates."""
+    tokens = normalize(query).split()
+    p = QueryParse(index.table, tokens)
+    matches = index.find(tokens)
+    p.entities = [m for m in matches if m.kind == "entity"]
+    p.values = [m for m in matches if m.kind == "value"]
+    p.columns = [m for m in matches if m.kind == "column"]
+    in_entity = {i for m in p.entities for i in range(m.start, m.end)}
+    p.numbers = [float(t) for i, t in enumerate(tokens) if i not in in_entity and _NUMBER.match(t)]
+    text = " ".join(tokens)
+    for agg, words in AGG_WORDS.items():
+        if any(re.search(rf"\b{w}\b", text) for w in words):
+            p.agg = agg
+            break
+    if any(re.search(rf"\b{w}\b", text) for w in MAX_WORDS):
+        p.extreme = "max"
+    elif any(re.search(rf"\b{w}\b", text) for w in MIN_WORDS):
+        p.extreme = "min"
+    if p.agg in ("sum", "mean") and p.extreme == "max" and "most" in tokens and "total" in tokens:
+        p.extreme = None
+    p.filters = [Filter(m.column, "==", m.value) for m in p.values if m.column]
+    p.filters += _numeric_filters(tokens, p.columns, index.table)
+    return p
+
+
+def _numeric_filters(tokens: list[str], columns: list[Match], table: Table) -> list[Filter]:
+    """``<column words> [is] [above|below|at least|...] <number>`` → a filter."""
+    out = []
+    numeric = set(table.columns_of("numeric")) | set(table.columns_of("date"))
+    for m in columns:
+        if m.column not in numeric:
+            continue
+        i = m.end
+        if i < len(tokens) and tokens[i] == "is":
+            i += 1
+        op = "=="
+        for o, words in OP_WORDS.items():
+            for w in words:
+                ws = w.split()
+                if tokens[i : i + len(ws)] == ws:
+                    op, i = o, i + len(ws)
+                    break
+            if op != "==":
+                break
+        if i < len(tokens) and _NUMBER.match(tokens[i]):
+            out.append(Filter(m.column, op, float(tokens[i])))
+    return out
+
+
+@dataclass
+class Retrieval:
+    """The context built for one query."""
+
+    table: Table | None
+    row_ids: list[int]
+    facts: list[str]  # "[fact] ..." lines
+    context: str
+    parse: QueryParse | None
+    how: str  # "entity", "group", "bm25" or "none"
+
+    @property
+    def found(self) -> bool:
+        """Whether anything from the tables was retrieved."""
+        return bool(self.row_ids or self.facts)
+
+    def row_lines(self) -> list[str]:
+        """The ``[row N]`` lines of the context."""
+        return [ln for ln in self.context.splitlines() if ln.startswith("[row ")]
+
+
+def apply_filters(df: pd.DataFrame, filters: Sequence[Filter]) -> pd.Series:
+    """Boolean mask of the rows meeting every filter."""
+    mask = pd.Series(True, index=df.index)
+    for f in filters:
+        col = df[f.column]
+        if f.op == "==":
+            if isinstance(f.value, float) and pd.api.types.is_numeric_dtype(col):
+                mask &= np.isclose(col.astype(float), f.value)
+            elif pd.api.types.is_datetime64_any_dtype(col) and isinstance(f.value, float):
+                mask &= col.dt.year == int(f.value)
+            else:
+                mask &= col.astype(str).str.lower() == str(f.value).lower()
+        else:
+            if pd.api.types.is_datetime64_any_dtype(col):
+                col = col.dt.year
+            vals = pd.to_numeric(col, errors="coerce")
+            mask &= {">": vals > f.value, "<": vals < f.value, ">=": vals >= f.value,
+                     "<=": vals <= f.value}[f.op].fillna(False)
+    return mask
+
+
+def _where(filters: Sequence[Filter]) -> list[dict]:
+    return [{"column": f.column, "op": f.op, "value": f.value} for f in filters]
+
+
+def target_columns(p: QueryParse) -> list[str]:
+    """Numeric columns a question asks about (filter columns only when nothing else is named)."""
+    numeric = [c for c in p.column_names if c in p.table.columns_of("numeric")]
+    filter_cols = {f.column for f in p.filters}
+    return ([c for c in numeric if c not in filter_cols] or numeric)[:2]
+
+
+def compute_facts(p: QueryParse, decimals: int = 2) -> tuple[list[str], list[int]]:
+    """The aggregate facts a question asks for, and the row an extreme names.
+
+    With a filter the lines come from `data_loaders.programs.facts_for`, so they read exactly
+    as in the training contexts; without one (``"what is the average horsepower?"``) the same
+    statistics are stated over all rows.
+
+    Returns:
+        (``[fact]`` lines, row ids to show first: the highest/lowest row when asked for).
+    """
+    from data_loaders.programs import ProgramError, facts_for, superlative_row
+
+    t = p.table
+    cols = target_columns(p)
+    where = _where(p.filters)
+    rows: list[int] = []
+    if where:
+        try:
+            facts = facts_for(t, {"where": where, "columns": cols}, decimals)
+        except ProgramError:
+            return [], []
+        if p.extreme and cols:
+            try:
+                rows.append(superlative_row(t, where, cols[0], p.extreme, decimals))
+            except ProgramError:
+                pass
+        return facts, rows
+    if not (p.agg or p.extreme):
+        return [], []
+    facts = [serialize_fact(f"rows: {len(t.df)}")]
+    for col in cols:
+        x = pd.to_numeric(t.df[col], errors="coerce")
+        if x.notna().sum() == 0:
+            continue
+        name, unit = t.display_name(col), t.units.get(col)
+        facts.append(serialize_fact(
+            f"mean {name}: {format_value(float(x.mean()), unit, decimals)} "
+            f"(over {int(x.notna().sum())} rows)"))
+        for agg, label in (("min", "min"), ("max", "max"), ("sum", "sum of")):
+            facts.append(serialize_fact(
+                f"{label} {name}: {format_value(float(getattr(x, agg)()), unit, decimals)}"))
+        if p.extreme and col == cols[0]:
+            rows.append(int(x.idxmax() if p.extreme == "max" else x.idxmin()))
+    return facts, rows
+
+
+class Retriever:
+    """Context builder over one or more loaded tables (built once, shared by all threads)."""
+
+    def __init__(self, tables: Sequence[Table], config: RetrievalConfig | None = None):
+        if not tables:
+            raise ValueError("the retriever needs at least one table")
+        self.tables = list(tables)
+        self.config = config or RetrievalConfig()
+        self.indexes = [TableIndex(t) for t in self.tables]
+        self._bm25 = [self._build_bm25(t) for t in self.tables]
+
+    @staticmethod
+    def _build_bm25(table: Table) -> Any:
+        import bm25s
+
+        # Cell values only: column names are in every row and would only add noise.
+        docs = [" ".join(str(v) for v in row if pd.notna(v)) for row in table.df.itertuples(index=False)]
+        tokens = bm25s.tokenize(docs, stopwords="en", return_ids=False, show_progress=False)
+        model = bm25s.BM25()
+        model.index(tokens, show_progress=False)
+        return model
+
+    def _bm25_rows(self, ti: int, query: str, k: int) -> list[int]:
+        import bm25s
+
+        q = bm25s.tokenize(query, stopwords="en", return_ids=False, show_progress=False)[0]
+        if not q:
+            return []
+        scores = self._bm25[ti].get_scores(q)  # (n_rows,)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [int(i) for i in order if scores[i] > self.config.bm25_min_score]
+
+    def parse(self, query: str) -> list[QueryParse]:
+        """The query read against every table."""
+        return [parse_query(query, ix) for ix in self.indexes]
+
+    def entity_rows(self, name: str) -> tuple[int, int] | None:
+        """(table index, row id) of an entity name, or None."""
+        key = normalize(name)
+        for ti, ix in enumerate(self.indexes):
+            hit = ix.names.get(key)
+            if hit and hit[0] == "entity":
+                return ti, int(hit[2])
+        return None
+
+    def retrieve(self, query: str, *, max_rows: int | None = None, wide: bool = False) -> Retrieval:
+        """Build the context for one query.
+
+        Args:
+            query: The user's question (already resolved against the previous turn).
+            max_rows: Row cap (``config.max_rows`` by default; ``config.wider_rows`` if `wide`).
+            wide: The retry after a failed check: more rows, BM25 neighbours added.
+        """
+        cfg = self.config
+        cap = max_rows or (cfg.wider_rows if wide else cfg.max_rows)
+        parses = self.parse(query)
+        best = max(range(len(parses)), key=lambda i: parses[i].score)
+        if parses[best].score == 0:  # nothing named: rank by BM25 across tables
+            hits = [(self._bm25_rows(i, query, cap), i) for i in range(len(self.tables))]
+            hits = [(r, i) for r, i in hits if r]
+            if not hits:
+                return Retrieval(None, [], [], "", parses[best], "none")
+            rows, best = hits[0]
+            return self._assemble(parses[best], rows[:cap], [], "bm25")
+        p = parses[best]
+        table = p.table
+        facts: list[str] = []
+        if p.entities:
+            rows, how = p.row_ids, "entity"
+            if p.agg or p.extreme:  # "is the ford pinto the lightest car?"
+                facts, extra = compute_facts(p)
+                rows += [r for r in extra if r not in rows]
+        else:
+            facts, rows = compute_facts(p)
+            how = "group"
+            if p.filters:
+                # A small group is shown whole (as training contexts do); a big one through facts.
+                group = np.flatnonzero(apply_filters(table.df, p.filters).to_numpy())
+                if len(group) <= cap:
+                    rows += [int(i) for i in group if int(i) not in rows]
+        if wide or (how == "group" and not rows and not facts):
+            rows += [r for r in self._bm25_rows(best, query, cap) if r not in rows]
+        return self._assemble(p, rows[:cap], facts, how)
+
+    def _assemble(self, p: QueryParse, rows: list[int], facts: list[str], how: str) -> Retrieval:
+        table = p.table
+        lines: list[str] = []
+        kept: list[int] = []
+        total = 0
+        budget = self.config.max_chars
+        for rid in rows:
+            line = table.row_text(rid)
+            if total + len(line) + 1 > budget and kept:
+                break
+            lines.append(line)
+            kept.append(rid)
+            total += len(line) + 1
+        for f in facts:
+            if total + len(f) + 1 > budget and (lines or kept):
+                break
+            lines.append(f)
+            total += len(f) + 1
+        return Retrieval(table, kept, facts, "\n".join(lines), p, how)
+
+    def examples(self, n: int = 3) -> list[str]:
+        """A few entity names, for a 'not found' reply."""
+        t = self.tables[0]
+        return [t.entity_of(i) for i in range(min(n, len(t.df)))]

@@ -1,0 +1,72 @@
+"""The agent graph's state: one conversation turn's working data plus the message history.
+
+Only ``messages`` accumulates across turns (through `add_messages`); every other key is reset by
+the ``process_input`` node at the start of a turn, except ``entity``, which keeps the previous
+turn's entity so a follow-up ("and its horsepower?") can resolve against it. The checkpointer
+stores the whole state per ``thread_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+Route = Literal["qa", "summarizer", "validator"]
+ROUTES: tuple[Route, ...] = ("qa", "summarizer", "validator")
+
+
+def merge_timings(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
+    """Reducer for ``timings``: later writes add or replace keys; an empty dict clears them."""
+    if right is not None and not right:
+        return {}
+    return {**(left or {}), **(right or {})}
+
+
+class Verdict(TypedDict, total=False):
+    """The table check of an answer or claim."""
+
+    supported: bool  # the answer's values/entities are in the retrieved rows or facts
+    reason: str  # one line saying why
+    evidence: list[str]  # the row / fact lines that support (or contradict) it
+    checked_by: str  # "table" (deterministic) or "model" (the validator asked the model)
+
+
+class State(TypedDict, total=False):
+    """The graph state (all keys optional so a turn can start from just ``messages``)."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    query: str  # this turn's user text (after follow-up resolution)
+    raw_query: str  # this turn's user text as typed
+    rejected: str | None  # reason the input was refused (empty, too long); skips the tasks
+    task: Route | None  # what the router picked
+    route_source: str  # "scores" or "rules"
+    route_scores: dict[str, float]  # log-prob of each label when the model scored them
+    table: str | None  # name of the table the context was built from
+    context: str  # the serialized rows and facts given to the model
+    row_ids: list[int]  # rows in the context (0-based positions in `table`)
+    answer: str  # the reply text of this turn
+    verdict: Verdict  # table check of the answer (qa/summarizer) or of the claim (validator)
+    answered_by: str  # "student", "fallback:<name>", "table" or "none"
+    attempts: int  # model calls spent on this turn's answer
+    entity: str | None  # entity this turn was about (kept for the next turn's follow-ups)
+    timings: Annotated[dict[str, float], merge_timings]  # seconds per node this turn
+
+
+def turn_defaults() -> dict[str, Any]:
+    """The per-turn keys reset at the start of every turn (``entity`` is deliberately absent)."""
+    return {
+        "rejected": None,
+        "task": None,
+        "route_source": "",
+        "route_scores": {},
+        "table": None,
+        "context": "",
+        "row_ids": [],
+        "answer": "",
+        "verdict": {},
+        "answered_by": "none",
+        "attempts": 0,
+        "timings": {},
+    }

@@ -1,0 +1,223 @@
+"""Checks against the table: is a model's answer supported, and is a user's claim true?
+
+`check_answer` accepts an answer only when everything it states can be found in what was
+retrieved: every entity it names is one of the retrieved rows (or named in a fact), every number
+matches a cell or a fact within tolerance, and an answer with neither must be a whole cell value
+(or yes/no). Anything else, including text a table cell tried to inject, is unsupported.
+
+`check_claim` decides a claim deterministically when it can be read as entity + column + value
+("is it true that the ford pinto has 4 cylinders?"); it returns None otherwise, and the validator
+node asks the model instead and labels the verdict ``checked_by: "model"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from data_loaders.serialize import format_value
+from graphs.context import ValidationConfig
+from graphs.retrieval import QueryParse, Retrieval, TableIndex, col_words, normalize, parse_query
+from graphs.state import Verdict
+
+YES_NO = frozenset({"yes", "no", "true", "false"})
+_NUM = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def _close(a: float, b: float, cfg: ValidationConfig) -> bool:
+    return math.isclose(a, b, rel_tol=cfg.rel_tol, abs_tol=cfg.abs_tol)
+
+
+def _line_numbers(line: str) -> list[float]:
+    return [float(t) for t in normalize(line).split() if _NUM.match(t)]
+
+
+@dataclass
+class _Support:
+    """What a retrieval lets an answer say."""
+
+    rows: set[int]
+    numbers: list[tuple[float, str]]  # (value, the line it comes from)
+    texts: set[str]  # normalized whole text cells of the rows
+    fact_text: str  # normalized facts, to find entity names they mention
+
+
+def _support(r: Retrieval) -> _Support:
+    t = r.table
+    numbers: list[tuple[float, str]] = []
+    texts: set[str] = set()
+    assert t is not None
+    for rid in r.row_ids:
+        line = t.row_text(rid)
+        for v in t.df.iloc[rid].tolist():
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                continue
+            if isinstance(v, bool):
+                texts.add("yes" if v else "no")
+            elif isinstance(v, int | float) or hasattr(v, "dtype"):
+                try:
+                    numbers.append((abs(float(v)), line))
+                except (TypeError, ValueError):
+                    texts.add(normalize(v))
+            elif isinstance(v, pd.Timestamp):
+                numbers += [(float(x), line) for x in (v.year, v.month, v.day)]
+                texts.add(normalize(format_value(v)))
+            else:
+                texts.add(normalize(v))
+    for f in r.facts:
+        numbers += [(x, f) for x in _line_numbers(f)]
+    return _Support(set(r.row_ids), numbers, texts, " " + normalize(" ".join(r.facts)) + " ")
+
+
+def check_answer(
+    answer: str,
+    retrieval: Retrieval,
+    index: TableIndex,
+    cfg: ValidationConfig | None = None,
+    *,
+    mode: str = "qa",
+) -> Verdict:
+    """Whether `answer` is supported by the rows and facts of `retrieval`.
+
+    Args:
+        answer: The model's reply.
+        retrieval: What the model was shown.
+        index: Name lookups of the retrieval's table (to find entity names in the answer).
+        cfg: Number tolerances.
+        mode: ``"qa"`` (a short answer: must state a table value) or ``"summary"`` (free text:
+            only the entities and numbers it states are checked).
+
+    Returns:
+        A `Verdict` with the reason and the lines that support (or fail to support) it.
+    """
+    cfg = cfg or ValidationConfig()
+    text = answer.strip()
+    if not text:
+        return Verdict(supported=False, reason="the answer is empty", evidence=[], checked_by="table")
+    if retrieval.table is None or not retrieval.found:
+        return Verdict(
+            supported=False, reason="nothing was retrieved to support it", evidence=[],
+            checked_by="table",
+        )
+    t = retrieval.table
+    sup = _support(retrieval)
+    p = parse_query(text, index)
+    evidence: list[str] = []
+    bad_entities = []
+    for m in p.entities:
+        if int(m.value) in sup.rows:
+            evidence.append(t.row_text(int(m.value)))
+        elif f" {m.text} " not in sup.fact_text:
+            bad_entities.append(t.entity_of(int(m.value)))
+    if bad_entities:
+        return Verdict(
+            supported=False,
+            reason=f"it names {', '.join(bad_entities)}, which is not in the retrieved rows",
+            evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
+            checked_by="table",
+        )
+    bad_numbers = []
+    for x in p.numbers:
+        hits = [line for v, line in sup.numbers if _close(abs(x), v, cfg)]
+        if hits:
+            evidence.append(hits[0])
+        else:
+            bad_numbers.append(x)
+    if bad_numbers:
+        shown = ", ".join(format_value(x) for x in bad_numbers)
+        return Verdict(
+            supported=False,
+            reason=f"the number(s) {shown} are not in the retrieved rows or facts",
+            evidence=[t.row_text(r) for r in retrieval.row_ids[:3]] + retrieval.facts[:2],
+            checked_by="table",
+        )
+    if mode == "qa" and not p.entities and not p.numbers:
+        norm = normalize(text)
+        if norm in YES_NO or norm.split(" ")[0] in YES_NO and len(norm.split()) <= 2:
+            pass
+        elif norm not in sup.texts:
+            return Verdict(
+                supported=False,
+                reason="it states no value, name or number found in the retrieved rows",
+                evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
+                checked_by="table",
+            )
+        else:
+            evidence += [t.row_text(r) for r in retrieval.row_ids if norm in normalize(t.row_text(r))]
+    return Verdict(
+        supported=True,
+        reason="every name and number in it is in the retrieved rows or facts",
+        evidence=list(dict.fromkeys(evidence))[:5],
+        checked_by="table",
+    )
+
+
+@dataclass
+class ClaimResult:
+    """A claim decided from the table."""
+
+    true: bool
+    answer: str  # the reply, e.g. "Yes: the table gives horsepower 130 for ford pinto."
+    verdict: Verdict
+
+
+def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> ClaimResult | None:
+    """Decide a claim about one entity's value, or return None when it cannot be read that way.
+
+    Readable claims name exactly one entity and either a categorical value ("... is from Japan")
+    or a column plus a number ("... has 4 cylinders", "is the horsepower of X 130 hp?").
+    """
+    cfg = cfg or ValidationConfig()
+    if len(parse.entities) != 1:
+        return None
+    t = parse.table
+    rid = int(parse.entities[0].value)
+    row = t.df.iloc[rid]
+    entity = t.entity_of(rid)
+    cols = [c for c in parse.column_names if c != t.entity_column]
+    numeric = set(t.columns_of("numeric"))
+    claimed: Any
+    if parse.values and (not cols or parse.values[0].column in cols):
+        col, claimed = parse.values[0].column, parse.values[0].value
+        actual = row[col]
+        true = pd.notna(actual) and normalize(actual) == normalize(claimed)
+    else:
+        num_cols = [c for c in cols if c in numeric]
+        if not num_cols or not parse.numbers:
+            return None
+        col, claimed = num_cols[0], parse.numbers[-1]
+        actual = row[col]
+        if pd.isna(actual):
+            return None
+        true = _close(float(actual), float(claimed), cfg)
+    unit = t.units.get(col)
+    shown = format_value(actual, unit) if pd.notna(actual) else "no value"
+    words = col_words(t, col)
+    if true:
+        answer = f"Yes: the table gives {words} {shown} for {entity}."
+    else:
+        answer = f"No: the table gives {words} {shown} for {entity}, not {format_value(claimed, unit)}."
+    verdict = Verdict(
+        supported=bool(true),
+        reason=f"{words} of {entity} is {shown} in the table",
+        evidence=[t.row_text(rid)],
+        checked_by="table",
+    )
+    return ClaimResult(bool(true), answer, verdict)
+
+
+def read_yes_no(answer: str) -> bool | None:
+    """The yes/no a model's claim check starts with (None when it says neither)."""
+    words = normalize(answer).split()
+    if not words:
+        return None
+    if words[0] in ("yes", "true", "correct"):
+        return True
+    if words[0] in ("no", "false", "incorrect"):
+        return False
+    return None
+
