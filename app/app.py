@@ -61,7 +61,9 @@ else:
 
 
 @cl.set_chat_profiles
-async def profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
+async def profiles(
+    user: cl.User | None = None, language: str | None = None
+) -> list[cl.ChatProfile]:
     """One profile, whose description is the welcome text naming the loaded tables and model."""
     tables = await runtime.get_tables()
     text = welcome_markdown(tables, runtime.model_label(SETTINGS))
@@ -104,8 +106,9 @@ async def message(msg: cl.Message) -> None:
     files = [e for e in msg.elements or [] if getattr(e, "path", None)]
     for file in files:
         try:
+            names = [*taken, *(r["name"] for r in records)]
             table, record = await uploads.add_upload(
-                rt.settings, thread_id, file.path, file.name, [*taken, *(r["name"] for r in records)]
+                rt.settings, thread_id, file.path, file.name, names
             )
         except InputError as e:
             await cl.Message(content=f"Could not use {file.name}: {e}", author=ASSISTANT).send()

@@ -33,7 +33,9 @@ LOCAL_USER = "local"
 PBKDF2_ITERATIONS = 600_000
 
 
-def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS, salt: str | None = None) -> str:
+def hash_password(
+    password: str, *, iterations: int = PBKDF2_ITERATIONS, salt: str | None = None
+) -> str:
     """A salted PBKDF2-SHA256 hash in the ``pbkdf2_sha256$iters$salt$hex`` format."""
     salt = salt or secrets.token_hex(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations).hex()

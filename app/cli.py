@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -41,7 +42,9 @@ def _check_source(source: str) -> str:
         return source
     path = Path(source).expanduser()
     if not path.is_file():
-        raise InputError(f"--data {source}: file not found; pass a CSV/JSON/Parquet file or a SQL URL")
+        raise InputError(
+            f"--data {source}: file not found; pass a CSV/JSON/Parquet file or a SQL URL"
+        )
     return str(path.resolve())
 
 
@@ -128,37 +131,61 @@ def prepare_app_root(chat_dir: Path) -> None:
 
 def chainlit_command(host: str, port: int, headless: bool) -> list[str]:
     """The ``chainlit run`` command line for this package's app."""
-    cmd = [sys.executable, "-m", "chainlit", "run", str(APP_FILE), "--host", host, "--port", str(port)]
+    cmd = [sys.executable, "-m", "chainlit", "run", str(APP_FILE)]
+    cmd += ["--host", host, "--port", str(port)]
     if headless:
         cmd.append("--headless")
     return cmd
 
 
 def chat(
-    model: Path | None = typer.Option(
-        None, "--model", help="Student model directory (default: runs/demo/distill/student, else the embedded teacher)."
-    ),
-    data: list[str] = typer.Option(
-        [], "--data", help="Table file or SQL URL to answer about (repeatable; default: the cars example)."
-    ),
-    graph_config: Path | None = typer.Option(None, "--config", help="Graph YAML (configs/graph.yaml format)."),
-    table_config: Path | None = typer.Option(
-        None, "--table-config", help="YAML whose 'table:' section gives aliases and units."
-    ),
-    port: int = typer.Option(8000, "--port", help="Port to serve on."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on (default: this machine only)."),
-    headless: bool = typer.Option(False, "--headless", help="Do not open a browser."),
-    state_dir: Path | None = typer.Option(
-        None, "--state-dir", help="History DB, memory and uploads (default ~/.local/share/distillgraph/chat)."
-    ),
-    db: str | None = typer.Option(None, "--db", help="SQLAlchemy async URL of the history database."),
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Student model directory (default: runs/demo/distill/student, else the "
+            "embedded teacher).",
+        ),
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data", help="Table file or SQL URL (repeatable; default: the cars example)."
+        ),
+    ] = None,
+    graph_config: Annotated[
+        Path | None, typer.Option("--config", help="Graph YAML (configs/graph.yaml format).")
+    ] = None,
+    table_config: Annotated[
+        Path | None,
+        typer.Option("--table-config", help="YAML whose 'table:' section gives aliases and units."),
+    ] = None,
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8000,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to serve on (default: this machine only).")
+    ] = "127.0.0.1",
+    headless: Annotated[bool, typer.Option("--headless", help="Do not open a browser.")] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="History DB, memory and uploads (default ~/.local/share/distillgraph/chat).",
+        ),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="SQLAlchemy async URL of the history database.")
+    ] = None,
 ) -> None:
     """Chat with the distilled model about your tables in the browser (Chainlit UI)."""
     from rich.console import Console
 
     env = chat_environment(
-        model=model, data=data, graph_config=graph_config, table_config=table_config,
-        state_dir=state_dir, db=db,
+        model=model,
+        data=data or [],
+        graph_config=graph_config,
+        table_config=table_config,
+        state_dir=state_dir,
+        db=db,
     )
     chat_dir = Path(env["DISTILLGRAPH_CHAT_DIR"])
     prepare_app_root(chat_dir)
@@ -184,10 +211,13 @@ feedback_app = typer.Typer(help="Ratings given in the chat UI.", no_args_is_help
 
 @feedback_app.command("export")
 def feedback_export(
-    out: Path = typer.Option(..., "--out", help="JSONL file to write (atomically)."),
-    db: str | None = typer.Option(
-        None, "--db", help="History database: SQLAlchemy URL or SQLite file (default: the chat's)."
-    ),
+    out: Annotated[Path, typer.Option("--out", help="JSONL file to write (atomically).")],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="History database: SQLAlchemy URL or SQLite file (default: the chat's)."
+        ),
+    ] = None,
 ) -> None:
     """Write the thumbs-up/down rated turns as JSONL (question, answer, task, context, rating)."""
     from rich.console import Console

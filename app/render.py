@@ -130,7 +130,8 @@ def answered_by_text(answered_by: str | None, model_label: str | None = None) ->
         return f"Answered by the student model{f' ({model_label})' if model_label else ''}."
     if who.startswith("fallback"):
         name = who.partition(":")[2]
-        return f"Answered by the fallback model{f' ({name})' if name else ''} after the student's answer failed the check."
+        named = f" ({name})" if name else ""
+        return f"Answered by the fallback model{named} after the student's answer failed the check."
     if who == "table":
         return "Answered from the table directly (no model call)."
     return "No model answered this turn."
@@ -158,7 +159,8 @@ def step_view(node: str, update: dict[str, Any], model_label: str | None = None)
     if context := update.get("context"):
         rows, facts = parse_context(context)
         where = f" of table **{update['table']}**" if update.get("table") else ""
-        parts.append(f"{len(rows)} supporting rows{where}" + (f", {len(facts)} facts" if facts else "") + ".")
+        n_facts = f", {len(facts)} facts" if facts else ""
+        parts.append(f"{len(rows)} supporting rows{where}{n_facts}.")
         if len(rows):
             parts.append(markdown_table(rows))
         if facts:
@@ -189,7 +191,8 @@ def starter_questions(table: Table) -> list[tuple[str, str]]:
         return []
     row_id = 0
     entity = table.entity_of(row_id)
-    col = _numeric_column(table) or next((c for c in table.columns if c != table.entity_column), None)
+    others = [c for c in table.columns if c != table.entity_column]
+    col = _numeric_column(table) or (others[0] if others else None)
     out: list[tuple[str, str]] = []
     if col is not None:
         name = table.display_name(col)
@@ -197,14 +200,17 @@ def starter_questions(table: Table) -> list[tuple[str, str]]:
     out.append(("Summarize a row", f"Summarize {entity}."))
     if col is not None:
         value = format_value(table.df.iloc[row_id][col], table.units.get(col))
-        out.append(("Check a claim", f"Is it true that {entity} has a {table.display_name(col)} of {value}?"))
+        name = table.display_name(col)
+        out.append(("Check a claim", f"Is it true that {entity} has a {name} of {value}?"))
     return out
 
 
 def table_line(table: Table) -> str:
     """``cars`` (392 rows × 9 columns, one row per Name)."""
     rows, cols = table.df.shape
-    entity = f", one row per {table.display_name(table.entity_column)}" if table.entity_column else ""
+    entity = ""
+    if table.entity_column:
+        entity = f", one row per {table.display_name(table.entity_column)}"
     return f"**{table.name}** ({rows} rows × {cols} columns{entity})"
 
 

@@ -52,7 +52,7 @@ _tables_lock = asyncio.Lock()
 
 
 def set_runtime(runtime: Runtime | None) -> None:
-    """Install a runtime (tests inject one with a fake model); ``None`` forgets it and the tables."""
+    """Install a runtime (tests inject one with a fake model); ``None`` forgets it and tables."""
     global _runtime, _tables
     _runtime = runtime
     _tables = runtime.tables if runtime is not None else None
@@ -118,7 +118,9 @@ def load_chat_model(settings: ChatSettings) -> tuple[Any, str]:
     return build_chat_model(student), model_label(settings)
 
 
-def default_graph_factory(settings: ChatSettings, chat_model: Any, checkpointer: Any) -> GraphFactory:
+def default_graph_factory(
+    settings: ChatSettings, chat_model: Any, checkpointer: Any
+) -> GraphFactory:
     """Compile graphs with `graphs.build_graph` around the shared model and memory."""
 
     def factory(tables: Sequence[Table]) -> Any:

@@ -92,8 +92,9 @@ class ChatSettings:
         """Read the ``DISTILLGRAPH_*`` variables, filling in the defaults."""
         env = os.environ if environ is None else environ
         model = env.get(ENV_MODEL) or None
-        if model is None and (found := _first_existing(DEFAULT_STUDENT_DIR, REPO_ROOT / DEFAULT_STUDENT_DIR)):
-            model = str(found)
+        if model is None:
+            found = _first_existing(DEFAULT_STUDENT_DIR, REPO_ROOT / DEFAULT_STUDENT_DIR)
+            model = str(found) if found else None
         if model is not None and not Path(model).is_dir():
             raise InputError(f"{ENV_MODEL}={model}: not a model directory; pass --model DIR")
         tables = tuple(t for t in env.get(ENV_TABLES, "").split(os.pathsep) if t.strip())

@@ -427,7 +427,9 @@ def _read_sql(source: str, config: TableConfig) -> tuple[pd.DataFrame, str, str]
                     f"{masked}: no table {wanted!r}; tables there: {', '.join(tables)}"
                 )
             df = pd.read_sql_table(wanted, conn)
-    except (ImportError, sa.exc.SQLAlchemyError) as e:
+    except InputError:
+        raise
+    except (ImportError, ValueError, sa.exc.SQLAlchemyError) as e:
         raise InputError(
             f"{masked}: cannot open the database ({scrub(e)}); check the URL, that the server "
             "is running and the credentials"

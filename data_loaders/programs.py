@@ -295,7 +295,9 @@ def _decimals(program: dict) -> int:
     return d
 
 
-def _row_of(table: Table, program: dict, entity: str | None = None, row_id: int | None = None) -> int:
+def _row_of(
+    table: Table, program: dict, entity: str | None = None, row_id: int | None = None
+) -> int:
     entity = program["entity"] if entity is None else entity
     row = index_for(table).entity_row(entity)
     expected = program.get("row_id") if row_id is None else row_id
@@ -451,7 +453,9 @@ def run_program(table: Table, program: dict) -> str:
         if op == "compare":
             return _run_compare(table, program, d)
         if op == "superlative":
-            row = superlative_row(table, program["where"], program["column"], program["direction"], d)
+            row = superlative_row(
+                table, program["where"], program["column"], program["direction"], d
+            )
             return index_for(table).entity_name(row)
         if op == "aggregate":
             return _run_aggregate(table, program, d)
@@ -498,7 +502,9 @@ def required_rows(table: Table, program: dict) -> list[int]:
         return [int(r) for r in rows_where(table, program["where"])]
     if op == "superlative":
         d = _decimals(program)
-        return [superlative_row(table, program["where"], program["column"], program["direction"], d)]
+        return [
+            superlative_row(table, program["where"], program["column"], program["direction"], d)
+        ]
     return []
 
 
@@ -592,7 +598,8 @@ def pandas_expr(table: Table, program: dict) -> str:
             raw_s = f"pd.Timestamp({raw!r})"
         else:
             raw_s = repr(raw)
-        return f"{_select_expr(table, program['entity'], program['row_id'], program['column'])} == {raw_s}"
+        lookup = _select_expr(table, program["entity"], program["row_id"], program["column"])
+        return f"{lookup} == {raw_s}"
     if op == "compare":
         fn = "idxmax" if program["direction"] == "max" else "idxmin"
         col = program["column"]
@@ -611,6 +618,7 @@ def pandas_expr(table: Table, program: dict) -> str:
             return f"int(({mask}).sum())"
         return f"df.loc[{mask}, {program['column']!r}].{program['agg']}()"
     if op == "summary_group":
-        names = f"df.loc[{mask}, {ent!r}].tolist(), " if ent and program["evidence"] == "rows" else ""
+        listed = ent and program["evidence"] == "rows"
+        names = f"df.loc[{mask}, {ent!r}].tolist(), " if listed else ""
         return f"({names}df.loc[{mask}, {program['columns']!r}].agg(['min', 'max', 'mean']))"
     raise ProgramError(f"unknown op {op!r}")

@@ -465,7 +465,13 @@ class PairGenerator:
             facts = facts_for(
                 self.table, {"where": where, "columns": [col] if col else []}, self.decimals
             )
-        program = {"op": "aggregate", "agg": agg, "column": col, "where": where, "evidence": evidence}
+        program = {
+            "op": "aggregate",
+            "agg": agg,
+            "column": col,
+            "where": where,
+            "evidence": evidence,
+        }
         slots = {"col": col_words(self.table, col) if col else "", **self._where_slots(where)}
         return self._make(tmpl, program, slots, shown, facts)
 

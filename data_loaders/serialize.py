@@ -26,6 +26,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pandas as pd
+
 SYSTEM_PROMPT = "Answer using only the table rows given. Reply briefly."
 MAX_CELL_CHARS = 200
 _WS = re.compile(r"\s+")
@@ -53,7 +55,7 @@ def format_number(x: float | int, decimals: int = 2) -> str:
 
 def format_value(value: Any, unit: str | None = None, decimals: int = 2) -> str:
     """Format one cell value (number, date, text) with its unit, as questions and answers use it."""
-    if value is None:
+    if value is None or value is pd.NaT or value is pd.NA:
         return ""
     if isinstance(value, float) and math.isnan(value):
         return ""

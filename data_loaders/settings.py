@@ -18,7 +18,9 @@ ColumnType = Literal["numeric", "categorical", "text", "date"]
 class ColumnConfig(StrictModel):
     """How one column is named and typed in questions."""
 
-    alias: str | None = Field(None, description="Name used in questions/context, e.g. 'fuel economy'.")
+    alias: str | None = Field(
+        None, description="Name used in questions and context, e.g. 'fuel economy'."
+    )
     unit: str | None = Field(None, description="Unit appended to values, e.g. 'mpg'.")
     type: ColumnType | None = Field(None, description="Override the detected column type.")
     ignore: bool = Field(False, description="Leave this column out of questions and context.")

@@ -241,7 +241,7 @@ def run_distillation(
                 del logits, teacher_kw
                 check_finite(parts["loss"], step, out, config, accelerator, what="loss")
                 accelerator.backward(parts["loss"] / config.grad_accum_steps)
-            sums += torch.tensor([float(parts["loss"]), float(parts["ce"]), float(parts["kd"]),
+            sums += torch.tensor([parts["loss"].item(), parts["ce"].item(), parts["kd"].item(),
                                   batch["n_tokens"]], dtype=torch.float64)
             del parts, batch
         grad_norm = None
@@ -309,7 +309,7 @@ def run_distillation(
     final_eval = last_eval(history)
     exported = "final"
     best_dir = out / CHECKPOINTS / BEST
-    if state["best"] is not None and (best_dir / "model.pt").is_file():
+    if state["best"] is not None and best_matches(best_dir, state["best"]):
         load_weights(raw_student, best_dir / "model.pt")
         exported = "best"
     student_dir = out / STUDENT_DIR
@@ -800,6 +800,15 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
     state.pop("config", None)
     state.pop("world_size", None)
     return state
+
+
+def best_matches(path: Path, best: Mapping) -> bool:
+    """Whether ``path`` holds the weights of the best validation recorded in the run state."""
+    try:
+        saved = json.loads((path / "best.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (path / "model.pt").is_file() and saved.get("step") == best.get("step")
 
 
 def save_best(path: Path, model: torch.nn.Module, best: Mapping, accelerator: Accelerator) -> None:

@@ -17,10 +17,12 @@ Route = Literal["qa", "summarizer", "validator"]
 ROUTES: tuple[Route, ...] = ("qa", "summarizer", "validator")
 
 
-def merge_timings(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
-    """Reducer for ``timings``: later writes add or replace keys; an empty dict clears them."""
-    if right is not None and not right:
-        return {}
+def merge_timings(
+    left: dict[str, float] | None, right: dict[str, float] | None
+) -> dict[str, float]:
+    """Reducer for ``timings``: writes add keys; the first node's write starts a new turn."""
+    if right and "process_input" in right:
+        return dict(right)
     return {**(left or {}), **(right or {})}
 
 
@@ -68,5 +70,4 @@ def turn_defaults() -> dict[str, Any]:
         "verdict": {},
         "answered_by": "none",
         "attempts": 0,
-        "timings": {},
     }

@@ -1,0 +1,389 @@
+"""The graph's nodes and routing: process input → route → qa | summarizer | validator → finalize.
+
+`Nodes` holds what every node shares (the student, an optional fallback, the retriever and the
+settings) and exposes one method per node plus the two edge functions, which return typed
+``Literal``s so the drawn graph is exact. The router scores the three task labels with the
+student (`Router`), never generating text and never seeing table content, and falls back to
+keyword rules when the model cannot score or is not confident.
+
+Every answer is checked against the table (`graphs.validation`): an unsupported answer gets one
+retry with a wider context, then the fallback model if one is configured, and otherwise a reply
+that says plainly that no supported answer was found.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from data_loaders.serialize import build_messages
+from graphs import prompts
+from graphs.context import GraphConfig
+from graphs.retrieval import Retrieval, Retriever
+from graphs.state import ROUTES, Route, State, Verdict, turn_defaults
+from graphs.validation import check_answer, check_claim, read_yes_no
+
+log = logging.getLogger(__name__)
+
+_VALIDATE = [re.compile(p, re.I) for p in prompts.VALIDATE_PATTERNS]
+_SUMMARIZE = [re.compile(p, re.I) for p in prompts.SUMMARIZE_PATTERNS]
+_YES_NO_START = re.compile(r"^\s*(?:is|are|does|do|did|has|have|was|were)\b", re.I)
+_ALTERNATIVE = re.compile(r"\bor\b", re.I)
+_FOLLOW_UP = [re.compile(p, re.I) for p in prompts.FOLLOW_UP_PATTERNS]
+_FOLLOW_UP_COLUMN = re.compile(
+    r"^\s*(?:and|also|what about|how about)?\s*(?:its|their|the)\s+(?P<col>[^?.!]+?)\s*[?.!]*\s*$",
+    re.I,
+)
+_PRONOUN = re.compile(r"\b(?:that one|this one|that car|this car|its|it)\b", re.I)
+
+
+# --------------------------------------------------------------------------------------------
+# Routing
+# --------------------------------------------------------------------------------------------
+
+
+def rule_route(query: str) -> Route:
+    """Route by keywords: a claim, then a summary request, else a question."""
+    if any(p.search(query) for p in _VALIDATE):
+        return "validator"
+    if _YES_NO_START.search(query) and not _ALTERNATIVE.search(query):
+        return "validator"  # "Is the horsepower of X 130 hp?", "Does X have 8 cylinders?"
+    if any(p.search(query) for p in _SUMMARIZE):
+        return "summarizer"
+    return "qa"
+
+
+def route_messages(query: str) -> list[SystemMessage | HumanMessage]:
+    """The routing prompt: the user's query only, never table content."""
+    return [
+        SystemMessage(prompts.ROUTER_SYSTEM),
+        HumanMessage(prompts.ROUTER_USER.format(query=query)),
+    ]
+
+
+class Router:
+    """Picks qa / summarizer / validator: model label scores when trustworthy, else rules."""
+
+    def __init__(self, model: Any, mode: str = "score", min_margin: float = 2.0):
+        self.model = model
+        self.mode = mode
+        self.min_margin = min_margin
+        self._trusted: bool | None = None
+        self._lock = threading.Lock()
+
+    def scores(self, query: str) -> dict[str, float] | None:
+        """Log-prob of each dataset label, or None when the model cannot score."""
+        score = getattr(self.model, "score_labels", None)
+        if score is None:
+            return None
+        return score(route_messages(query), list(prompts.ROUTER_LABELS))
+
+    def trusted(self) -> bool:
+        """Whether the model labels every probe right (checked once, then cached)."""
+        if self._trusted is None:
+            with self._lock:
+                if self._trusted is None:
+                    self._trusted = self._probe()
+        return self._trusted
+
+    def _probe(self) -> bool:
+        if self.mode != "score" or not hasattr(self.model, "score_labels"):
+            return False
+        for query, label in prompts.ROUTER_PROBES:
+            s = self.scores(query)
+            if s is None or max(s, key=s.__getitem__) != label:
+                log.info("router: the model mislabels %r; routing by rules", query)
+                return False
+        return True
+
+    def route(self, query: str) -> tuple[Route, str, dict[str, float]]:
+        """Return (route, "scores" or "rules", the label scores if computed)."""
+        if self.trusted():
+            s = self.scores(query) or {}
+            ranked = sorted(s.items(), key=lambda kv: kv[1], reverse=True)
+            if len(ranked) >= 2 and ranked[0][1] - ranked[1][1] >= self.min_margin:
+                return prompts.ROUTER_LABELS[ranked[0][0]], "scores", s  # type: ignore[return-value]
+            return rule_route(query), "rules", s
+        return rule_route(query), "rules", {}
+
+
+def router_accuracy(graph_or_router: Any, pairs: Iterable[Any]) -> float:
+    """Share of questions routed to their dataset task.
+
+    Args:
+        graph_or_router: A `Router`, a compiled graph from `graphs.build_graph` (its router is
+            used, no answer is generated), or a function ``query -> route``.
+        pairs: `QAPair`s or dicts with ``question`` and ``task`` (qa / summarize / validate).
+    """
+    router = getattr(graph_or_router, "distillgraph_router", graph_or_router)
+    fn: Callable[[str], str] = router.route if isinstance(router, Router) else router
+    hits = n = 0
+    for pair in pairs:
+        q = pair["question"] if isinstance(pair, dict) else pair.question
+        task = pair["task"] if isinstance(pair, dict) else pair.task
+        got = fn(q)
+        got = got[0] if isinstance(got, tuple) else got
+        hits += got == prompts.ROUTER_LABELS.get(task, task)
+        n += 1
+    if n == 0:
+        raise ValueError("router_accuracy needs at least one pair")
+    return hits / n
+
+
+# --------------------------------------------------------------------------------------------
+# Nodes
+# --------------------------------------------------------------------------------------------
+
+
+def _timed(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
+    def node(state: State) -> dict:
+        t0 = time.perf_counter()
+        out = fn(state)
+        out.setdefault("timings", {})[name] = round(time.perf_counter() - t0, 4)
+        return out
+
+    node.__name__ = name
+    node.__doc__ = fn.__doc__
+    return node
+
+
+def _last_user_text(state: State) -> str:
+    for m in reversed(state.get("messages") or []):
+        if isinstance(m, HumanMessage):
+            return m.text if not isinstance(m.content, str) else m.content
+    return ""
+
+
+@dataclass
+class Nodes:
+    """Node functions over shared resources (one instance per compiled graph)."""
+
+    student: BaseChatModel
+    retriever: Retriever
+    config: GraphConfig
+    fallback: BaseChatModel | None = None
+    fallback_factory: Callable[[], BaseChatModel] | None = None
+    fallback_name: str = "fallback"
+    router: Router = field(init=False)
+    _fallback_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.student, self.config.router.mode, self.config.router.min_margin)
+
+    # ---- model calls ---------------------------------------------------------------------
+
+    def _fallback_model(self) -> BaseChatModel | None:
+        if self.fallback is None and self.fallback_factory is not None:
+            with self._fallback_lock:  # load once, on first need
+                if self.fallback is None:
+                    self.fallback = self.fallback_factory()
+        return self.fallback
+
+    @staticmethod
+    def _ask(model: BaseChatModel, context: str, question: str, tag: str) -> str:
+        msgs = build_messages(context, question)
+        lc = [SystemMessage(msgs[0]["content"]), HumanMessage(msgs[1]["content"])]
+        reply = model.with_config(tags=[f"distillgraph:{tag}"]).invoke(lc)
+        return (reply.text if not isinstance(reply.content, str) else reply.content).strip()
+
+    # ---- input -------------------------------------------------------------------------
+
+    def process_input(self, state: State) -> dict:
+        """Read the user's message: refuse empty/overlong input; resolve follow-ups."""
+        raw = _last_user_text(state).strip()
+        out: dict[str, Any] = {**turn_defaults(), "raw_query": raw, "query": raw}
+        if not raw:
+            out["rejected"] = prompts.EMPTY_INPUT_REPLY
+        elif len(raw) > self.config.max_input_chars:
+            out["rejected"] = prompts.TOO_LONG_REPLY.format(
+                n=len(raw), limit=self.config.max_input_chars
+            )
+        else:
+            out["query"] = self.resolve_follow_up(raw, state.get("entity"))
+        return out
+
+    def resolve_follow_up(self, query: str, entity: str | None) -> str:
+        """Rewrite "and its horsepower?" as a question about the previous turn's entity."""
+        if not entity or any(p.entities for p in self.retriever.parse(query)):
+            return query
+        if not any(p.search(query) for p in _FOLLOW_UP):
+            return query
+        m = _FOLLOW_UP_COLUMN.match(query)
+        if m:
+            return f"What is the {m.group('col')} of {entity}?"
+        if _PRONOUN.search(query):
+            return _PRONOUN.sub(lambda x: f"{entity}'s" if x.group(0).lower() == "its" else entity,
+                                query)
+        return f"{query.rstrip(' ?.!')} of {entity}?"
+
+    @staticmethod
+    def check_input(state: State) -> Literal["route", "finalize"]:
+        """Edge: refused input goes straight to finalize."""
+        return "finalize" if state.get("rejected") else "route"
+
+    # ---- routing -----------------------------------------------------------------------
+
+    def route(self, state: State) -> dict:
+        """Pick the task from the user's query alone (label scores, else rules)."""
+        task, source, scores = self.router.route(state["query"])
+        return {"task": task, "route_source": source, "route_scores": scores}
+
+    @staticmethod
+    def pick_task(state: State) -> Literal["qa", "summarizer", "validator"]:
+        """Edge: the routed task's node; anything else is a bug."""
+        task = state.get("task")
+        if task not in ROUTES:
+            raise ValueError(f"router produced {task!r}; expected one of {ROUTES}")
+        return task
+
+    # ---- tasks -------------------------------------------------------------------------
+
+    def _retrieval_fields(self, r: Retrieval) -> dict:
+        out: dict[str, Any] = {
+            "table": r.table.name if r.table else None,
+            "context": r.context,
+            "row_ids": list(r.row_ids),
+        }
+        if r.parse is not None and len(r.parse.entities) == 1:
+            out["entity"] = r.table.entity_of(int(r.parse.entities[0].value))
+        return out
+
+    def _not_found(self) -> dict:
+        tables = self.retriever.tables
+        return {
+            "answer": prompts.NOT_FOUND_REPLY.format(
+                s="s" if len(tables) > 1 else "",
+                tables=", ".join(t.name for t in tables),
+                examples=", ".join(self.retriever.examples()),
+            ),
+            "verdict": Verdict(
+                supported=False, reason="nothing in the tables matches", evidence=[],
+                checked_by="table",
+            ),
+            "answered_by": "none",
+        }
+
+    def _answer_checked(self, query: str, first: Retrieval, mode: str) -> dict:
+        """Student answer → check → one wider retry → fallback → plain 'unsupported' reply."""
+        index = self.retriever.indexes[self.retriever.tables.index(first.table)]
+        attempts = 0
+        tried: list[tuple[str, Retrieval, Verdict]] = []
+        r = first
+        for retry in (False, True):
+            if retry:  # one retry, with a wider context, unless it would show the same rows
+                r = self.retriever.retrieve(query, wide=True)
+                if r.context == first.context:
+                    break
+            attempts += 1
+            ans = self._ask(self.student, r.context, query, "student")
+            v = check_answer(ans, r, index, self.config.validation, mode=mode)
+            tried.append((ans, r, v))
+            if v["supported"]:
+                return {"answer": ans, "verdict": v, "answered_by": "student",
+                        "attempts": attempts, **self._retrieval_fields(r)}
+        fb = self._fallback_model()
+        if fb is not None:
+            attempts += 1
+            ans = self._ask(fb, r.context, query, "fallback")
+            v = check_answer(ans, r, index, self.config.validation, mode=mode)
+            tried.append((ans, r, v))
+            if v["supported"]:
+                return {"answer": ans, "verdict": v, "answered_by": f"fallback:{self.fallback_name}",
+                        "attempts": attempts, **self._retrieval_fields(r)}
+        ans, r, v = tried[-1]
+        rows = "\n".join(r.row_lines()[:3]) or "(none)"
+        who = f"fallback:{self.fallback_name}" if fb is not None else "student"
+        return {
+            "answer": prompts.UNSUPPORTED_REPLY.format(
+                answer=ans[:200], reason=v.get("reason", "it is not in the table"), rows=rows
+            ),
+            "verdict": v,
+            "answered_by": f"{who} (unsupported)",
+            "attempts": attempts,
+            **self._retrieval_fields(r),
+        }
+
+    def qa(self, state: State) -> dict:
+        """Answer a question from the retrieved rows and facts, checked against the table."""
+        r = self.retriever.retrieve(state["query"])
+        if not r.found:
+            return self._not_found()
+        return self._answer_checked(state["query"], r, "qa")
+
+    def summarizer(self, state: State) -> dict:
+        """Summarize the rows or group the user names; the summary's values are checked."""
+        r = self.retriever.retrieve(state["query"])
+        if not r.found:
+            return self._not_found()
+        out = self._answer_checked(state["query"], r, "summary")
+        if out["verdict"].get("supported"):
+            return out
+        table_summary = self._table_summary(r)
+        if table_summary:  # the table's own summary beats an unsupported one
+            out.update(answer=table_summary, answered_by="table",
+                       verdict=Verdict(supported=True, reason="computed from the table",
+                                       evidence=r.row_lines()[:5], checked_by="table"))
+        return out
+
+    def _table_summary(self, r: Retrieval) -> str | None:
+        from data_loaders.programs import ProgramError, group_summary, row_summary
+        from data_loaders.templates import entity_noun
+
+        t, p = r.table, r.parse
+        cols = [c for c in t.columns if c != t.entity_column]
+        try:
+            if p is not None and len(p.entities) == 1:
+                return row_summary(t, int(p.entities[0].value), cols)
+            if p is not None and p.filters:
+                where = [{"column": f.column, "op": f.op, "value": f.value} for f in p.filters]
+                numeric = [c for c in t.columns_of("numeric") if c not in {f.column for f in p.filters}]
+                return group_summary(t, where, numeric[:3], entity_noun(t), len(r.row_ids) <= 8)
+        except ProgramError:
+            return None
+        return None
+
+    def validator(self, state: State) -> dict:
+        """Check the user's claim: a table lookup when parseable, else the model (labelled)."""
+        query = state["query"]
+        r = self.retriever.retrieve(query)
+        if not r.found:
+            return self._not_found()
+        claim = check_claim(r.parse, self.config.validation) if r.parse else None
+        if claim is not None:
+            return {"answer": claim.answer, "verdict": claim.verdict, "answered_by": "table",
+                    **self._retrieval_fields(r)}
+        ans = self._ask(self.student, r.context, query, "student")
+        yes = read_yes_no(ans)
+        verdict = Verdict(
+            supported=yes,
+            reason="the claim could not be read as entity + column + value; the model judged it",
+            evidence=r.row_lines()[:5] + r.facts[:3],
+            checked_by="model",
+        )
+        return {"answer": ans + prompts.MODEL_CLAIM_NOTE, "verdict": verdict,
+                "answered_by": "student", "attempts": 1, **self._retrieval_fields(r)}
+
+    # ---- output ------------------------------------------------------------------------
+
+    def finalize(self, state: State) -> dict:
+        """Write the reply as the assistant message of this turn."""
+        answer = state.get("rejected") or state.get("answer") or prompts.EMPTY_INPUT_REPLY
+        meta = {
+            "task": state.get("task"),
+            "answered_by": state.get("answered_by"),
+            "supported": (state.get("verdict") or {}).get("supported"),
+        }
+        return {"answer": answer, "messages": [AIMessage(content=answer, response_metadata=meta)]}
+
+    def node_functions(self) -> dict[str, Callable[[State], dict]]:
+        """Name → timed node function, in graph order."""
+        names: Sequence[str] = ("process_input", "route", "qa", "summarizer", "validator", "finalize")
+        return {n: _timed(n, getattr(self, n)) for n in names}
