@@ -9,21 +9,31 @@ result to Chainlit. Settings come from ``DISTILLGRAPH_*`` environment variables
 
 from __future__ import annotations
 
-import asyncio
-import json
-from typing import Any
+import sys
+from pathlib import Path
 
-import chainlit as cl
-from chainlit.config import config as cl_config
-from chainlit.data import get_data_layer
+# `chainlit run .../app/app.py` puts this file's folder first on sys.path, where `import app`
+# would find this file instead of the package. Point that entry at the package's parent
+# (Chainlit removes sys.path[0] again once the file is loaded).
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path[0] = str(_HERE.parent)
 
-from app import runtime, uploads
-from app.auth import LOCAL_USER, authenticate, load_users
-from app.data_layer import HistoryDataLayer
-from app.render import starter_questions, welcome_markdown
-from app.settings import ChatSettings
-from app.turn import ASSISTANT, stream_turn
-from data_loaders.errors import InputError
+import asyncio  # noqa: E402
+import json  # noqa: E402
+from typing import Any  # noqa: E402
+
+import chainlit as cl  # noqa: E402
+from chainlit.config import config as cl_config  # noqa: E402
+from chainlit.data import get_data_layer  # noqa: E402
+
+from app import runtime, uploads  # noqa: E402
+from app.auth import LOCAL_USER, authenticate, load_users  # noqa: E402
+from app.data_layer import HistoryDataLayer  # noqa: E402
+from app.render import TABLE_ICON, starter_questions, welcome_markdown  # noqa: E402
+from app.settings import ChatSettings  # noqa: E402
+from app.turn import ASSISTANT, stream_turn  # noqa: E402
+from data_loaders.errors import InputError  # noqa: E402
 
 cl_config.ui.name = ASSISTANT
 cl_config.ui.cot = "full"  # every graph step is visible
@@ -67,7 +77,7 @@ async def profiles(
     """One profile, whose description is the welcome text naming the loaded tables and model."""
     tables = await runtime.get_tables()
     text = welcome_markdown(tables, runtime.model_label(SETTINGS))
-    return [cl.ChatProfile(name="Tables", markdown_description=text, default=True)]
+    return [cl.ChatProfile(name="Tables", markdown_description=text, icon=TABLE_ICON, default=True)]
 
 
 @cl.set_starters

@@ -48,7 +48,7 @@ def _check_source(source: str) -> str:
     return str(path.resolve())
 
 
-def _auth_secret(chat_dir: Path, password_login: bool) -> str:
+def _auth_secret(env: dict[str, str], chat_dir: Path, password_login: bool) -> str:
     """``CHAINLIT_AUTH_SECRET`` from the environment, else (local login only) one kept on disk.
 
     With password login the operator must set the secret: it signs every login cookie, and a
@@ -56,7 +56,7 @@ def _auth_secret(chat_dir: Path, password_login: bool) -> str:
     local user still needs signed cookies; a secret kept in the state directory keeps them
     valid across restarts.
     """
-    if secret := os.environ.get("CHAINLIT_AUTH_SECRET"):
+    if secret := env.get("CHAINLIT_AUTH_SECRET"):
         return secret
     if password_login:
         raise InputError(
@@ -116,7 +116,7 @@ def chat_environment(
     chat_dir = chat_dir_from_env(env)
     env[ENV_CHAT_DIR] = str(chat_dir)
     users = load_users(env)  # a malformed users entry fails here, not at the first login
-    env["CHAINLIT_AUTH_SECRET"] = _auth_secret(chat_dir, bool(users))
+    env["CHAINLIT_AUTH_SECRET"] = _auth_secret(env, chat_dir, bool(users))
     # Chainlit reads chainlit.md and .chainlit/ from its app root and writes .files/ there.
     env["CHAINLIT_APP_ROOT"] = str(chat_dir)
     return env

@@ -6,6 +6,7 @@ every step is unit-tested without a UI. `app.app` only hands their output to Cha
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +21,13 @@ ANSWER_NODES = ("qa", "summarizer", "validator")
 # Graph route name → dataset task label (data_loaders.schema.Task).
 TASK_OF_ROUTE = {"qa": "qa", "summarizer": "summarize", "validator": "validate"}
 
+# Step titles double as Chainlit avatar ids, which allow only letters, digits, " _.-".
 STEP_TITLES = {
     "process_input": "Read the question",
     "route": "Route",
-    "qa": "Answer (question answering)",
-    "summarizer": "Answer (summary)",
-    "validator": "Answer (claim check)",
+    "qa": "Answer - question answering",
+    "summarizer": "Answer - summary",
+    "validator": "Answer - claim check",
     "finalize": "Check against the table",
 }
 ROUTE_WHY = {
@@ -33,6 +35,16 @@ ROUTE_WHY = {
     "summarizer": "a request to describe rows or a group",
     "validator": "a claim to check against the table",
 }
+
+# Welcome-screen icon (Chainlit shows a profile's description only next to an icon); inline, so
+# the page needs no network.
+_ICON_SVG = (
+    "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'>"
+    "<rect width='64' height='64' rx='14' fill='#2563eb'/>"
+    "<g fill='none' stroke='#fff' stroke-width='4'>"
+    "<rect x='12' y='14' width='40' height='36' rx='3'/><path d='M12 26h40M12 38h40M28 14v36'/></g></svg>"
+)
+TABLE_ICON = "data:image/svg+xml;base64," + base64.b64encode(_ICON_SVG.encode()).decode()
 
 _ROW_LINE = re.compile(r"^\[row (\d+)\]\s?(.*)$")
 _FACT_LINE = re.compile(r"^\[fact\]\s?(.*)$")
@@ -126,6 +138,10 @@ def verdict_markdown(verdict: dict[str, Any]) -> str:
 def answered_by_text(answered_by: str | None, model_label: str | None = None) -> str:
     """Who produced the reply, in words."""
     who = answered_by or "none"
+    if who.endswith("(unsupported)"):
+        return answered_by_text(who.removesuffix("(unsupported)").strip(), model_label) + (
+            " Its answer was not supported by the table, so the reply says so."
+        )
     if who == "student":
         return f"Answered by the student model{f' ({model_label})' if model_label else ''}."
     if who.startswith("fallback"):
@@ -137,8 +153,20 @@ def answered_by_text(answered_by: str | None, model_label: str | None = None) ->
     return "No model answered this turn."
 
 
-def step_view(node: str, update: dict[str, Any], model_label: str | None = None) -> StepView:
-    """Turn one node's state update into a chat step."""
+def step_view(
+    node: str,
+    update: dict[str, Any],
+    model_label: str | None = None,
+    state: dict[str, Any] | None = None,
+) -> StepView:
+    """Turn one node's state update into a chat step.
+
+    Args:
+        node: The graph node that ran.
+        update: What it wrote to the state.
+        model_label: Name of the student model, for "answered by".
+        state: The turn's state so far; ``finalize`` reports the check made by the task node.
+    """
     title = STEP_TITLES.get(node, node)
     parts: list[str] = []
     rows = None
@@ -146,31 +174,38 @@ def step_view(node: str, update: dict[str, Any], model_label: str | None = None)
     if node == "process_input":
         if update.get("rejected"):
             parts.append(f"Refused: {update['rejected']}")
-        query = update.get("query")
-        raw = update.get("raw_query")
+        query, raw = update.get("query"), update.get("raw_query")
         if query and raw and query != raw:
             parts.append(f"Read as: *{query}* (follow-up resolved from the previous turn)")
         elif query:
             parts.append(f"Question: *{query}*")
-    elif node == "route" or "task" in update and node not in ANSWER_NODES:
+    elif node == "route":
         if update.get("task"):
-            title = f"Route → {update['task']}"
-        parts.append(_route_body(update))
-    if context := update.get("context"):
-        rows, facts = parse_context(context)
-        where = f" of table **{update['table']}**" if update.get("table") else ""
-        n_facts = f", {len(facts)} facts" if facts else ""
-        parts.append(f"{len(rows)} supporting rows{where}{n_facts}.")
-        if len(rows):
-            parts.append(markdown_table(rows))
-        if facts:
-            parts.append("\n".join(f"- {f}" for f in facts))
-    if "verdict" in update and update["verdict"]:
-        parts.append(verdict_markdown(update["verdict"]))
-    if update.get("answered_by") and update.get("answered_by") != "none":
-        parts.append(answered_by_text(update["answered_by"], model_label))
-    if update.get("attempts", 0) > 1:
-        parts.append(f"Model calls this turn: {update['attempts']}.")
+            title = f"Route to {update['task']}"
+            parts.append(_route_body(update))
+    elif node in ANSWER_NODES:
+        if context := update.get("context"):
+            rows, facts = parse_context(context)
+            where = f" of table **{update['table']}**" if update.get("table") else ""
+            n_facts = f", {len(facts)} facts" if facts else ""
+            parts.append(f"{len(rows)} supporting rows{where}{n_facts}.")
+            if len(rows):
+                parts.append(markdown_table(rows))
+            if facts:
+                parts.append("\n".join(f"- {f}" for f in facts))
+        elif update:
+            parts.append("No rows of the tables match the question.")
+        if update.get("answered_by"):
+            parts.append(answered_by_text(update["answered_by"], model_label))
+        if update.get("attempts", 0) > 1:
+            parts.append(f"Model calls this turn: {update['attempts']}.")
+    elif node == "finalize":
+        turn = {**(state or {}), **update}
+        if turn.get("rejected"):
+            parts.append("The message was refused before any table lookup.")
+        else:
+            parts.append(verdict_markdown(turn.get("verdict") or {}))
+            parts.append(answered_by_text(turn.get("answered_by"), model_label))
     if not parts:
         parts.append("Done.")
     return StepView(node=node, title=title, body="\n\n".join(parts), rows=rows, facts=facts)

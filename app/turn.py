@@ -18,7 +18,7 @@ import chainlit as cl
 from chainlit.utils import utc_now
 from langchain_core.messages import HumanMessage
 
-from app.render import ANSWER_NODES, TASK_OF_ROUTE, step_view
+from app.render import ANSWER_NODES, TASK_OF_ROUTE, parse_context, step_view
 from app.uploads import NOT_DISTILLED_NOTE
 
 ASSISTANT = "distillgraph"
@@ -128,12 +128,13 @@ async def stream_turn(
             update = event.get("result") or {}
             if not isinstance(update, dict):
                 update = {}
+            before = dict(result.state)
             result.state.update(update)
             if node == "route" and update.get("task"):
                 answer_node = update["task"]
             if step is None:
                 continue
-            view = step_view(node, update, model_label)
+            view = step_view(node, update, model_label, before)
             step.name = view.title
             step.end = utc_now()
             if event.get("error"):
@@ -151,10 +152,10 @@ async def stream_turn(
     reply.content = answer
     reply.metadata = _turn_metadata(question, state)
     if context := state.get("context"):
-        view = step_view("finalize", {"context": context})
-        if view.rows is not None and len(view.rows):
+        rows, _ = parse_context(context)
+        if len(rows):
             reply.elements = [
-                cl.Dataframe(data=view.rows.reset_index(), name="supporting rows", display="inline")
+                cl.Dataframe(data=rows.reset_index(), name="supporting rows", display="inline")
             ]
     await reply.send()
     return result

@@ -44,13 +44,17 @@ class ModelDistiller:
     def __init__(
         self, config: DistillationConfig | Mapping[str, Any] | None = None, **overrides: Any
     ) -> None:
+        if "alpha" in overrides:  # the alias, given as an override of a config using the name
+            overrides["kd_ratio"] = overrides.pop("alpha")
         if config is None:
             config = DistillationConfig(**overrides)
         elif isinstance(config, Mapping):
-            config = DistillationConfig(**{**config, **overrides})
+            base = dict(config)
+            if "alpha" in base and "kd_ratio" not in base:
+                base["kd_ratio"] = base.pop("alpha")
+            config = DistillationConfig(**{**base, **overrides})
         elif overrides:
-            config = config.model_copy(update=overrides)
-            config = DistillationConfig.model_validate(config.model_dump())
+            config = DistillationConfig.model_validate({**config.model_dump(), **overrides})
         self.config: DistillationConfig = config
         self.teacher: PreTrainedModel | None = None
         self.student: PreTrainedModel | None = None

@@ -211,8 +211,8 @@ def load_cache(cache_dir: str | Path, fingerprint: Mapping[str, Any]) -> SoftTar
     diff = _describe_mismatch(found, fingerprint)
     if diff:
         raise InputError(
-            f"teacher cache {cache_dir} was built for a different {diff}; rebuild it with "
-            f"cache.rebuild=true (or delete {cache_dir})"
+            f"teacher cache {cache_dir} does not match this run (differs: {diff}); rebuild "
+            f"it with cache.rebuild=true (or delete {cache_dir})"
         )
     data = load_file(str(tensors))
     return SoftTargetCache(logprobs=data["logprobs"], ids=data["ids"], offsets=data["offsets"])

@@ -45,7 +45,8 @@ def distill_command(
 ) -> None:
     """Distill a small student from a teacher on a QA dataset (teacher cache, KD, export)."""
     import logging
-    import sys
+
+    import click
 
     from distillation.config import load_distill_config
     from distillation.trainer import TrainingDiverged, run_distillation
@@ -57,8 +58,8 @@ def distill_command(
     try:
         result = run_distillation(cfg, resume=resume, progress=not quiet)
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        # ClickException: the root CLI prints it and exits with its code (1)
+        raise click.ClickException(str(e)) from None
     if not quiet:
         _print_summary(result, time.perf_counter() - start)
 

@@ -70,7 +70,12 @@ def register_evaluate(app: typer.Typer) -> None:
             int | None, typer.Option(help="Evaluate a seeded random subset of N examples.")
         ] = None,
         batch_size: Annotated[int, typer.Option(help="Batch size of the accuracy pass.")] = 8,
-        max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 32,
+        max_new_tokens: Annotated[
+            int | None,
+            typer.Option(
+                help="Longest answer, in tokens; default: the longest reference answer + 8."
+            ),
+        ] = None,
         label: Annotated[
             list[str] | None,
             typer.Option(help="Display name per --model, in the same order (repeat)."),

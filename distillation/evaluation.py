@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 REPORT_VERSION = 1
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HISTORY_FILENAME = "training_history.jsonl"
+ANSWER_SLACK_TOKENS = 8
+MAX_AUTO_NEW_TOKENS = 512
 _METRIC_KEYS = ("accuracy", "exact_match", "numeric_match", "token_f1", "yes_no", "rouge_l")
 _PROPORTIONS = frozenset({"exact_match", "numeric_match", "yes_no"})
 
@@ -221,6 +223,15 @@ def find_histories(
                 found[label] = cand
                 break
     return found
+
+
+def auto_max_new_tokens(spec: str, examples: Sequence[QAPair]) -> int:
+    """Longest reference answer in ``spec``'s tokens plus slack, capped (the default limit)."""
+    from distillation.models import load_tokenizer
+
+    tok = load_tokenizer(spec)
+    longest = max(len(tok.encode(ex.answer, add_special_tokens=False)) for ex in examples)
+    return min(longest + ANSWER_SLACK_TOKENS, MAX_AUTO_NEW_TOKENS)
 
 
 def file_sha256(path: Path) -> str:
@@ -596,6 +607,9 @@ def _check_inputs(
                 "--baseline: the first --model is the reference (teacher); the baseline must be "
                 "another model (the undistilled student)"
             )
+    base_i = labels.index(baseline_label) if baseline_label else None
+    order = [i for i in range(1, len(specs)) if i != base_i]
+    order += ([base_i] if base_i is not None else []) + [0]
     out = Path(out_dir).expanduser() if out_dir else split_file.parent.parent / "eval"
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; pass a directory for the report")
@@ -605,7 +619,9 @@ def _check_inputs(
         labels=labels,
         baseline=baseline_label,
         split_file=split_file,
-        histories=find_histories(labels, paths, history),
+        # A history found in a run dir belongs to the distilled student, not to the teacher
+        # or the baseline that may sit beside it: look beside candidates first.
+        histories=find_histories([labels[i] for i in order], [paths[i] for i in order], history),
         out=out,
     )
 
@@ -758,7 +774,7 @@ def evaluate_models(
     out_dir: str | Path | None = None,
     max_examples: int | None = None,
     batch_size: int = 8,
-    max_new_tokens: int = 32,
+    max_new_tokens: int | None = None,
     latency_examples: int = 16,
     history: str | Path | None = None,
     device: str = "auto",
@@ -781,7 +797,9 @@ def evaluate_models(
         out_dir: Where the report goes; default ``<data_dir>/../eval``.
         max_examples: Evaluate a seeded random subset of this many examples.
         batch_size: Batch size of the accuracy pass (and of the throughput figures).
-        max_new_tokens: Generation limit per answer.
+        max_new_tokens: Generation limit per answer; ``None``: the longest reference answer
+            of the evaluated examples in the first model's tokens, plus `ANSWER_SLACK_TOKENS`
+            (so long summaries are not cut), at most `MAX_AUTO_NEW_TOKENS`.
         latency_examples: Examples timed at batch 1 (each by every model).
         history: A ``training_history.jsonl`` to plot; default: any found next to a model.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -817,7 +835,10 @@ def evaluate_models(
         },
     )
     all_examples = load_examples(plan.split_file)
+    auto_tokens = max_new_tokens is None
     examples = sample_examples(all_examples, max_examples, seed)
+    if max_new_tokens is None:
+        max_new_tokens = auto_max_new_tokens(plan.specs[0], examples)
     dev = resolve_device(device)
     dtype_name = str(resolve_dtype(dtype, dev)).removeprefix("torch.")
     torch.manual_seed(seed)
@@ -861,6 +882,7 @@ def evaluate_models(
             "max_examples": max_examples,
             "batch_size": batch_size,
             "max_new_tokens": max_new_tokens,
+            "max_new_tokens_auto": auto_tokens,
             "latency_examples": latency_examples,
             "history": str(history) if history else None,
             "device": device,

@@ -179,9 +179,13 @@ def run_distillation(
             teacher, tokenizer, train, temperature=config.temperature, top_k=config.top_k,
             max_seq_len=config.max_seq_len,
         )
+        # A teacher adapted in this very run makes any earlier cache stale by construction.
+        rebuild_cache = config.cache.rebuild or bool(
+            adapted_metrics and not adapted_metrics.get("reused")
+        )
         if accelerator.is_main_process:
             cache, built = load_or_build_cache(
-                teacher, train_ex, config.cache_dir, fp, rebuild=config.cache.rebuild,
+                teacher, train_ex, config.cache_dir, fp, rebuild=rebuild_cache,
                 temperature=config.temperature, top_k=config.top_k, n_vocab=n_vocab,
                 pad_id=pad_id, batch_size=config.cache.batch_size, progress=progress,
             )
@@ -596,7 +600,8 @@ def check_finite(
     if float(bad) == 0:
         return
     raise TrainingDiverged(
-        f"{what} is {float(value)} at step {step + 1}; stopped before updating the weights. "
+        f"{what} is {float(value.detach())} at step {step + 1}; stopped before updating the "
+        "weights. "
         f"{_last_good(out)} Lower learning_rate (now {config.learning_rate}) or raise "
         f"warmup_steps, then resume with --resume"
     )
@@ -897,7 +902,7 @@ def adapt_teacher(
     metrics: dict[str, Any] = {"mode": ad.mode, "steps": 0, "evals": []}
     bar = make_bar(ad.max_steps, 0, disable=not (progress and accelerator.is_main_process))
     bar.set_description("adapt teacher")
-    start = time.perf_counter()
+    start, eval_seconds = time.perf_counter(), 0.0
     for step in range(1, ad.max_steps + 1):
         idx = take_batch(cursor, lengths, ad.batch_size, config.seed + 1, world)[rank]
         batch = batch_to(collate([train_ex[i] for i in idx], pad_id), device)
@@ -912,9 +917,13 @@ def adapt_teacher(
         bar.set_postfix(ce=f"{float(loss):.3f}")
         metrics["steps"] = step
         if (ad.eval_every and step % ad.eval_every == 0) or step == ad.max_steps:
+            t_eval = time.perf_counter()
             m = evaluate(model, tokenizer, val_pairs, val_ex, accelerator, n_vocab, pad_id,
                          eval_cfg)
-            m.update(step=step, elapsed=time.perf_counter() - start)
+            eval_seconds += time.perf_counter() - t_eval
+            # train_seconds: wall time spent training (validation excluded), to compare modes
+            m.update(step=step, elapsed=time.perf_counter() - start,
+                     train_seconds=time.perf_counter() - start - eval_seconds)
             metrics["evals"].append(m)
             bar.write(f"teacher step {step}: val exact match {m['val_exact_match']:.1%}")
             if ad.target_exact_match is not None and m["val_exact_match"] >= ad.target_exact_match:

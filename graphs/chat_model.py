@@ -52,7 +52,9 @@ def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
             role = m.role
         else:
             raise ValueError(f"unsupported message type for a chat template: {type(m).__name__}")
-        out.append({"role": role, "content": m.text if not isinstance(m.content, str) else m.content})
+        out.append(
+            {"role": role, "content": m.text if not isinstance(m.content, str) else m.content}
+        )
     return out
 
 
@@ -110,7 +112,7 @@ class LocalChatModel(BaseChatModel):
     def from_dir(
         cls, path: str | Path, *, device: str = "cpu", dtype: str = "float32", **kwargs: Any
     ) -> LocalChatModel:
-        """Load a model directory once (``config.json``, weights, tokenizer with a chat template)."""
+        """Load a model directory once (config.json, weights, tokenizer with a chat template)."""
         model, tokenizer = load_local_model(path, device=device, dtype=dtype)
         return cls(model_dir=str(path), hf_model=model, tokenizer=tokenizer, **kwargs)
 
@@ -163,7 +165,9 @@ class LocalChatModel(BaseChatModel):
         with self._lock:
             # The clock starts once this conversation holds the model, so queueing behind other
             # conversations does not eat its time budget.
-            crit = _DeadlineOrStop(time.monotonic() + self.timeout_s, stops, self.tokenizer, len(ids))
+            crit = _DeadlineOrStop(
+                time.monotonic() + self.timeout_s, stops, self.tokenizer, len(ids)
+            )
             with torch.no_grad():
                 out = self.hf_model.generate(
                     input_ids=input_ids,
@@ -200,7 +204,9 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         stops = [*self.stop_sequences, *(stop or [])]
-        text, reason = self._run_generate(messages, stops, self._generate_kwargs(stop, **kwargs), None)
+        text, reason = self._run_generate(
+            messages, stops, self._generate_kwargs(stop, **kwargs), None
+        )
         text, meta = self._finish(text.strip(), reason)
         msg = AIMessage(content=text, response_metadata=meta)
         return ChatResult(generations=[ChatGeneration(message=msg)])
@@ -215,7 +221,9 @@ class LocalChatModel(BaseChatModel):
 
         def work() -> None:
             try:
-                result["text"], result["reason"] = self._run_generate(messages, stops, gen, streamer)
+                result["text"], result["reason"] = self._run_generate(
+                    messages, stops, gen, streamer
+                )
             except BaseException as e:  # re-raised in the consuming thread
                 result["error"] = e
                 streamer.end()  # unblock the consumer
@@ -277,7 +285,10 @@ class LocalChatModel(BaseChatModel):
             yield chunk
 
     def _final_chunks(
-        self, filt: _StopFilter, result: dict[str, Any], run_manager: CallbackManagerForLLMRun | None
+        self,
+        filt: _StopFilter,
+        result: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | None,
     ) -> Iterator[ChatGenerationChunk]:
         if "error" in result:
             raise result["error"]
@@ -294,7 +305,9 @@ class LocalChatModel(BaseChatModel):
 
     # ---- routing by scoring ----------------------------------------------------------------
 
-    def score_labels(self, messages: Sequence[BaseMessage], labels: Sequence[str]) -> dict[str, float]:
+    def score_labels(
+        self, messages: Sequence[BaseMessage], labels: Sequence[str]
+    ) -> dict[str, float]:
         """Log-probability of each label as the assistant's reply to `messages`.
 
         Each label is appended to the templated prompt and its tokens' log-probs are summed, in
@@ -365,7 +378,9 @@ class _StopFilter:
         return out
 
 
-def load_local_model(path: str | Path, *, device: str = "cpu", dtype: str = "float32") -> tuple[Any, Any]:
+def load_local_model(
+    path: str | Path, *, device: str = "cpu", dtype: str = "float32"
+) -> tuple[Any, Any]:
     """Load a model directory in eval mode; one-line `InputError` when it is not one."""
     path = Path(path)
     if not (path / "config.json").is_file():

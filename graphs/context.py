@@ -23,10 +23,12 @@ class ModelConfig(StrictModel):
     """One chat model: a local Hugging Face model directory or an OpenAI-compatible endpoint."""
 
     path: str | None = Field(
-        None, description="Local model directory (config.json, weights, tokenizer with chat template)."
+        None,
+        description="Local model directory (config.json, weights, tokenizer with chat template).",
     )
     base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)."
+        None,
+        description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama).",
     )
     name: str | None = Field(
         None, description="Model name at the endpoint; also the label in 'fallback:<name>'."
@@ -45,7 +47,9 @@ class ModelConfig(StrictModel):
     timeout_s: float = Field(
         60.0, gt=0, description="Hard time limit of one generation; the reply says when it was cut."
     )
-    device: str = Field("cpu", description="Torch device of a local model ('cpu', 'cuda', 'cuda:1').")
+    device: str = Field(
+        "cpu", description="Torch device of a local model ('cpu', 'cuda', 'cuda:1')."
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weights dtype of a local model (fp32 on CPU: bf16 is slow there)."
     )
@@ -53,7 +57,9 @@ class ModelConfig(StrictModel):
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
         if self.path and self.base_url:
-            raise ValueError("set either 'path' (local model dir) or 'base_url' (endpoint), not both")
+            raise ValueError(
+                "set either 'path' (local model dir) or 'base_url' (endpoint), not both"
+            )
         if self.base_url and not self.name:
             raise ValueError("'name' is required with 'base_url' (the model name at the endpoint)")
         return self
@@ -72,7 +78,10 @@ class RetrievalConfig(StrictModel):
     max_rows: int = Field(8, ge=1, le=256, description="Most rows in a context (as in training).")
     max_chars: int = Field(3000, ge=200, description="Most characters in a context.")
     wider_rows: int = Field(
-        24, ge=1, le=512, description="Rows in the wider context of the one retry after a failed check."
+        24,
+        ge=1,
+        le=512,
+        description="Rows in the wider context of the one retry after a failed check.",
     )
     bm25_min_score: float = Field(
         0.0, ge=0.0, description="Rows whose BM25 score is at most this are not retrieved."
@@ -97,8 +106,10 @@ class RouterConfig(StrictModel):
 class ValidationConfig(StrictModel):
     """Tolerances of the answer check against the table."""
 
-    rel_tol: float = Field(0.01, ge=0.0, description="Relative tolerance for numbers in answers.")
-    abs_tol: float = Field(0.011, ge=0.0, description="Absolute tolerance (covers 2-decimal rounding).")
+    rel_tol: float = Field(0.001, ge=0.0, description="Relative tolerance for numbers in answers.")
+    abs_tol: float = Field(
+        0.011, ge=0.0, description="Absolute tolerance (covers 2-decimal rounding)."
+    )
 
 
 class GraphConfig(StrictModel):
@@ -111,7 +122,8 @@ class GraphConfig(StrictModel):
         None, description="Model asked when the student's answer fails the table check (optional)."
     )
     tables: list[str] = Field(
-        default_factory=list, description="Table files or SQL URLs (the ones the dataset was built from)."
+        default_factory=list,
+        description="Table files or SQL URLs (the ones the dataset was built from).",
     )
     table_config: str | None = Field(
         None,
@@ -133,6 +145,8 @@ class GraphConfig(StrictModel):
         return v
 
 
-def load_graph_config(path: str | Path | None = None, overrides: list[str] | None = None) -> GraphConfig:
-    """Load a `GraphConfig` from YAML plus ``key=value`` overrides (defaults when `path` is None)."""
+def load_graph_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> GraphConfig:
+    """Load a `GraphConfig` from YAML plus ``key=value`` overrides (defaults without `path`)."""
     return load_config(GraphConfig, path, overrides)

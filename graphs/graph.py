@@ -65,13 +65,17 @@ def with_defaults(cfg: GraphConfig) -> GraphConfig:
     return cfg.model_copy(update=update)
 
 
-def load_graph_tables(sources: Sequence[str | Path | Table], table_config: str | None) -> list[Table]:
+def load_graph_tables(
+    sources: Sequence[str | Path | Table], table_config: str | None
+) -> list[Table]:
     """Load the tables (already loaded `Table`s pass through) with the prepare-time settings."""
     from data_loaders.loaders import load_tables
 
     if not sources:
         raise InputError("no tables given; pass the files the dataset was built from (--data)")
-    tcfg = load_config(TableConfig, table_config, section="table") if table_config else TableConfig()
+    tcfg = (
+        load_config(TableConfig, table_config, section="table") if table_config else TableConfig()
+    )
     paths = [s for s in sources if not isinstance(s, Table)]
     loaded = iter(load_tables(paths, tcfg)) if paths else iter(())
     return [s if isinstance(s, Table) else next(loaded) for s in sources]
@@ -133,8 +137,10 @@ def build_graph(
     else:
         cfg = load_graph_config(config, overrides)
     loaded = load_graph_tables(list(tables) if tables is not None else cfg.tables, cfg.table_config)
-    student = model if isinstance(model, BaseChatModel) else build_chat_model(
-        _model_config(model, cfg.student)
+    student = (
+        model
+        if isinstance(model, BaseChatModel)
+        else build_chat_model(_model_config(model, cfg.student))
     )
     fb_model, fb_factory, fb_name = None, None, "fallback"
     if isinstance(fallback, BaseChatModel):

@@ -97,7 +97,9 @@ def sqlite_saver(path: str | Path) -> ThreadedSqliteSaver:
         # check_same_thread=False is safe: SqliteSaver guards the connection with a lock.
         conn = sqlite3.connect(str(path), check_same_thread=False)
     except (OSError, sqlite3.Error) as e:
-        raise InputError(f"{path}: cannot open the memory file ({e}); pass a writable path") from None
+        raise InputError(
+            f"{path}: cannot open the memory file ({e}); pass a writable path"
+        ) from None
     saver = ThreadedSqliteSaver(conn)
     try:
         saver.setup()

@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from data_loaders.serialize import build_messages
 from graphs import prompts
 from graphs.context import GraphConfig
-from graphs.retrieval import Retrieval, Retriever
+from graphs.retrieval import Retrieval, Retriever, target_columns
 from graphs.state import ROUTES, Route, State, Verdict, turn_defaults
 from graphs.validation import check_answer, check_claim, read_yes_no
 
@@ -220,8 +220,9 @@ class Nodes:
         if m:
             return f"What is the {m.group('col')} of {entity}?"
         if _PRONOUN.search(query):
-            return _PRONOUN.sub(lambda x: f"{entity}'s" if x.group(0).lower() == "its" else entity,
-                                query)
+            return _PRONOUN.sub(
+                lambda x: f"{entity}'s" if x.group(0).lower() == "its" else entity, query
+            )
         return f"{query.rstrip(' ?.!')} of {entity}?"
 
     @staticmethod
@@ -265,7 +266,9 @@ class Nodes:
                 examples=", ".join(self.retriever.examples()),
             ),
             "verdict": Verdict(
-                supported=False, reason="nothing in the tables matches", evidence=[],
+                supported=False,
+                reason="nothing in the tables matches",
+                evidence=[],
                 checked_by="table",
             ),
             "answered_by": "none",
@@ -273,13 +276,14 @@ class Nodes:
 
     def _answer_checked(self, query: str, first: Retrieval, mode: str) -> dict:
         """Student answer → check → one wider retry → fallback → plain 'unsupported' reply."""
+        summary = mode == "summary"
         index = self.retriever.indexes[self.retriever.tables.index(first.table)]
         attempts = 0
         tried: list[tuple[str, Retrieval, Verdict]] = []
         r = first
         for retry in (False, True):
             if retry:  # one retry, with a wider context, unless it would show the same rows
-                r = self.retriever.retrieve(query, wide=True)
+                r = self.retriever.retrieve(query, wide=True, summary=summary)
                 if r.context == first.context:
                     break
             attempts += 1
@@ -287,8 +291,13 @@ class Nodes:
             v = check_answer(ans, r, index, self.config.validation, mode=mode)
             tried.append((ans, r, v))
             if v["supported"]:
-                return {"answer": ans, "verdict": v, "answered_by": "student",
-                        "attempts": attempts, **self._retrieval_fields(r)}
+                return {
+                    "answer": ans,
+                    "verdict": v,
+                    "answered_by": "student",
+                    "attempts": attempts,
+                    **self._retrieval_fields(r),
+                }
         fb = self._fallback_model()
         if fb is not None:
             attempts += 1
@@ -296,10 +305,15 @@ class Nodes:
             v = check_answer(ans, r, index, self.config.validation, mode=mode)
             tried.append((ans, r, v))
             if v["supported"]:
-                return {"answer": ans, "verdict": v, "answered_by": f"fallback:{self.fallback_name}",
-                        "attempts": attempts, **self._retrieval_fields(r)}
+                return {
+                    "answer": ans,
+                    "verdict": v,
+                    "answered_by": f"fallback:{self.fallback_name}",
+                    "attempts": attempts,
+                    **self._retrieval_fields(r),
+                }
         ans, r, v = tried[-1]
-        rows = "\n".join(r.row_lines()[:3]) or "(none)"
+        rows = "\n".join(r.context.splitlines()[:4]) or "(none)"
         who = f"fallback:{self.fallback_name}" if fb is not None else "student"
         return {
             "answer": prompts.UNSUPPORTED_REPLY.format(
@@ -320,7 +334,7 @@ class Nodes:
 
     def summarizer(self, state: State) -> dict:
         """Summarize the rows or group the user names; the summary's values are checked."""
-        r = self.retriever.retrieve(state["query"])
+        r = self.retriever.retrieve(state["query"], summary=True)
         if not r.found:
             return self._not_found()
         out = self._answer_checked(state["query"], r, "summary")
@@ -328,9 +342,16 @@ class Nodes:
             return out
         table_summary = self._table_summary(r)
         if table_summary:  # the table's own summary beats an unsupported one
-            out.update(answer=table_summary, answered_by="table",
-                       verdict=Verdict(supported=True, reason="computed from the table",
-                                       evidence=r.row_lines()[:5], checked_by="table"))
+            out.update(
+                answer=table_summary,
+                answered_by="table",
+                verdict=Verdict(
+                    supported=True,
+                    reason="computed from the table",
+                    evidence=r.row_lines()[:5],
+                    checked_by="table",
+                ),
+            )
         return out
 
     def _table_summary(self, r: Retrieval) -> str | None:
@@ -344,8 +365,10 @@ class Nodes:
                 return row_summary(t, int(p.entities[0].value), cols)
             if p is not None and p.filters:
                 where = [{"column": f.column, "op": f.op, "value": f.value} for f in p.filters]
-                numeric = [c for c in t.columns_of("numeric") if c not in {f.column for f in p.filters}]
-                return group_summary(t, where, numeric[:3], entity_noun(t), len(r.row_ids) <= 8)
+                fits = not r.facts  # the whole group is in the context: name its rows
+                return group_summary(
+                    t, where, target_columns(p, summary=True), entity_noun(t), fits
+                )
         except ProgramError:
             return None
         return None
@@ -358,8 +381,12 @@ class Nodes:
             return self._not_found()
         claim = check_claim(r.parse, self.config.validation) if r.parse else None
         if claim is not None:
-            return {"answer": claim.answer, "verdict": claim.verdict, "answered_by": "table",
-                    **self._retrieval_fields(r)}
+            return {
+                "answer": claim.answer,
+                "verdict": claim.verdict,
+                "answered_by": "table",
+                **self._retrieval_fields(r),
+            }
         ans = self._ask(self.student, r.context, query, "student")
         yes = read_yes_no(ans)
         verdict = Verdict(
@@ -368,8 +395,13 @@ class Nodes:
             evidence=r.row_lines()[:5] + r.facts[:3],
             checked_by="model",
         )
-        return {"answer": ans + prompts.MODEL_CLAIM_NOTE, "verdict": verdict,
-                "answered_by": "student", "attempts": 1, **self._retrieval_fields(r)}
+        return {
+            "answer": ans + prompts.MODEL_CLAIM_NOTE,
+            "verdict": verdict,
+            "answered_by": "student",
+            "attempts": 1,
+            **self._retrieval_fields(r),
+        }
 
     # ---- output ------------------------------------------------------------------------
 
@@ -385,5 +417,12 @@ class Nodes:
 
     def node_functions(self) -> dict[str, Callable[[State], dict]]:
         """Name → timed node function, in graph order."""
-        names: Sequence[str] = ("process_input", "route", "qa", "summarizer", "validator", "finalize")
+        names: Sequence[str] = (
+            "process_input",
+            "route",
+            "qa",
+            "summarizer",
+            "validator",
+            "finalize",
+        )
         return {n: _timed(n, getattr(self, n)) for n in names}

@@ -23,6 +23,9 @@ ROUTER_USER = "Request: {query}\nLabel:"
 VALIDATE_PATTERNS = (
     r"\bis it (?:true|correct|right|the case)\b",
     r"\btrue or false\b",
+    r"\banswer yes or no\b",
+    r"\b(?:yes or no|yes/no)\s*[:?]",
+    r"\bis (?:this|that) (?:correct|true|right|accurate)\b",
     r"\b(?:true|false)\s*\?\s*$",
     r"\b(?:verify|validate|fact[- ]?check|confirm)\b",
     r"\bcheck (?:whether|if|that)\b",
@@ -52,7 +55,7 @@ NOT_FOUND_REPLY = (
     "Check the name's spelling; for example, the table has: {examples}."
 )
 UNSUPPORTED_REPLY = (
-    "I could not give an answer that the table supports. The model suggested \"{answer}\", "
+    'I could not give an answer that the table supports. The model suggested "{answer}", '
     "but {reason}. The closest rows are:\n{rows}"
 )
 CUT_NOTE = " [cut: the {limit:g} s generation time limit was reached]"

@@ -38,10 +38,30 @@ AGG_WORDS = {
     "mean": ("average", "mean"),
     "sum": ("total", "add up", "sum of"),
 }
-MAX_WORDS = ("highest", "largest", "biggest", "greatest", "most", "maximum", "max", "heaviest",
-             "fastest", "longest", "top")
-MIN_WORDS = ("lowest", "smallest", "least", "fewest", "minimum", "min", "lightest", "slowest",
-             "shortest")
+MAX_WORDS = (
+    "highest",
+    "largest",
+    "biggest",
+    "greatest",
+    "most",
+    "maximum",
+    "max",
+    "heaviest",
+    "fastest",
+    "longest",
+    "top",
+)
+MIN_WORDS = (
+    "lowest",
+    "smallest",
+    "least",
+    "fewest",
+    "minimum",
+    "min",
+    "lightest",
+    "slowest",
+    "shortest",
+)
 OP_WORDS = {
     ">": ("above", "over", "more than", "greater than", "higher than"),
     "<": ("below", "under", "less than", "fewer than", "lower than"),
@@ -129,10 +149,14 @@ class TableIndex:
                 key = normalize(name)
                 if _usable_name(key):
                     self.names.setdefault(key, ("entity", ent, rid))
+        # Categorical values by column, numbers included ("model year 1976", "cylinders 8"):
+        # a number names a value only right after its column's words (see `_column_filters`).
+        self.categories: dict[str, dict[str, Any]] = {}
         for col in table.columns_of("categorical"):
             uniq = table.df[col].dropna().unique()
             if len(uniq) > self.MAX_CATEGORIES:
                 continue
+            self.categories[col] = {normalize(format_value(v)): v for v in uniq}
             for v in uniq:
                 key = normalize(v)
                 if _usable_name(key):
@@ -153,7 +177,9 @@ class TableIndex:
             for i in range(len(tokens) - n + 1):
                 hit = self.names.get(" ".join(tokens[i : i + n]))
                 if hit is not None:
-                    cands.append(Match(i, i + n, hit[0], hit[1], hit[2], " ".join(tokens[i : i + n])))
+                    cands.append(
+                        Match(i, i + n, hit[0], hit[1], hit[2], " ".join(tokens[i : i + n]))
+                    )
         order = {"entity": 0, "value": 1, "column": 2}
         cands.sort(key=lambda m: (-(m.end - m.start), order[m.kind], m.start))
         used: set[int] = set()
@@ -192,21 +218,35 @@ def parse_query(query: str, index: TableIndex) -> QueryParse:
         p.extreme = "min"
     if p.agg in ("sum", "mean") and p.extreme == "max" and "most" in tokens and "total" in tokens:
         p.extreme = None
-    p.filters = [Filter(m.column, "==", m.value) for m in p.values if m.column]
-    p.filters += _numeric_filters(tokens, p.columns, index.table)
+    found = [(m.start, Filter(m.column, "==", m.value)) for m in p.values if m.column]
+    found += _column_filters(tokens, p.columns, index)
+    seen: set[tuple] = set()
+    for _, f in sorted(found, key=lambda x: x[0]):  # query order, as facts state them
+        key = (f.column, f.op, normalize(f.value))
+        if key not in seen:
+            seen.add(key)
+            p.filters.append(f)
     return p
 
 
-def _numeric_filters(tokens: list[str], columns: list[Match], table: Table) -> list[Filter]:
-    """``<column words> [is] [above|below|at least|...] <number>`` → a filter."""
+def _column_filters(
+    tokens: list[str], columns: list[Match], index: TableIndex
+) -> list[tuple[int, Filter]]:
+    """``<column words> [is] [above|below|at least|...] <value>`` → (position, filter)."""
     out = []
+    table = index.table
     numeric = set(table.columns_of("numeric")) | set(table.columns_of("date"))
     for m in columns:
-        if m.column not in numeric:
-            continue
         i = m.end
         if i < len(tokens) and tokens[i] == "is":
             i += 1
+        cats = index.categories.get(m.column)
+        if cats is not None:
+            if i < len(tokens) and tokens[i] in cats:
+                out.append((m.start, Filter(m.column, "==", cats[tokens[i]])))
+            continue
+        if m.column not in numeric:
+            continue
         op = "=="
         for o, words in OP_WORDS.items():
             for w in words:
@@ -217,7 +257,7 @@ def _numeric_filters(tokens: list[str], columns: list[Match], table: Table) -> l
             if op != "==":
                 break
         if i < len(tokens) and _NUMBER.match(tokens[i]):
-            out.append(Filter(m.column, op, float(tokens[i])))
+            out.append((m.start, Filter(m.column, op, float(tokens[i]))))
     return out
 
 
@@ -231,6 +271,7 @@ class Retrieval:
     context: str
     parse: QueryParse | None
     how: str  # "entity", "group", "bm25" or "none"
+    support: list[str] = field(default_factory=list)  # facts backing the check (shown or not)
 
     @property
     def found(self) -> bool:
@@ -258,8 +299,12 @@ def apply_filters(df: pd.DataFrame, filters: Sequence[Filter]) -> pd.Series:
             if pd.api.types.is_datetime64_any_dtype(col):
                 col = col.dt.year
             vals = pd.to_numeric(col, errors="coerce")
-            mask &= {">": vals > f.value, "<": vals < f.value, ">=": vals >= f.value,
-                     "<=": vals <= f.value}[f.op].fillna(False)
+            mask &= {
+                ">": vals > f.value,
+                "<": vals < f.value,
+                ">=": vals >= f.value,
+                "<=": vals <= f.value,
+            }[f.op].fillna(False)
     return mask
 
 
@@ -267,14 +312,23 @@ def _where(filters: Sequence[Filter]) -> list[dict]:
     return [{"column": f.column, "op": f.op, "value": f.value} for f in filters]
 
 
-def target_columns(p: QueryParse) -> list[str]:
-    """Numeric columns a question asks about (filter columns only when nothing else is named)."""
+def target_columns(p: QueryParse, summary: bool = False) -> list[str]:
+    """Numeric columns a question asks about (at most 2).
+
+    Filter columns count only when nothing else is named. A group summary that names no column
+    describes the first two numeric columns outside its filter (training picks two at random).
+    """
     numeric = [c for c in p.column_names if c in p.table.columns_of("numeric")]
     filter_cols = {f.column for f in p.filters}
-    return ([c for c in numeric if c not in filter_cols] or numeric)[:2]
+    named = [c for c in numeric if c not in filter_cols]
+    if summary and not named:
+        named = [c for c in p.table.columns_of("numeric") if c not in filter_cols]
+    return (named or numeric)[:2]
 
 
-def compute_facts(p: QueryParse, decimals: int = 2) -> tuple[list[str], list[int]]:
+def compute_facts(
+    p: QueryParse, decimals: int = 2, summary: bool = False
+) -> tuple[list[str], list[int]]:
     """The aggregate facts a question asks for, and the row an extreme names.
 
     With a filter the lines come from `data_loaders.programs.facts_for`, so they read exactly
@@ -287,7 +341,7 @@ def compute_facts(p: QueryParse, decimals: int = 2) -> tuple[list[str], list[int
     from data_loaders.programs import ProgramError, facts_for, superlative_row
 
     t = p.table
-    cols = target_columns(p)
+    cols = target_columns(p, summary)
     where = _where(p.filters)
     rows: list[int] = []
     if where:
@@ -309,12 +363,18 @@ def compute_facts(p: QueryParse, decimals: int = 2) -> tuple[list[str], list[int
         if x.notna().sum() == 0:
             continue
         name, unit = t.display_name(col), t.units.get(col)
-        facts.append(serialize_fact(
-            f"mean {name}: {format_value(float(x.mean()), unit, decimals)} "
-            f"(over {int(x.notna().sum())} rows)"))
+        facts.append(
+            serialize_fact(
+                f"mean {name}: {format_value(float(x.mean()), unit, decimals)} "
+                f"(over {int(x.notna().sum())} rows)"
+            )
+        )
         for agg, label in (("min", "min"), ("max", "max"), ("sum", "sum of")):
-            facts.append(serialize_fact(
-                f"{label} {name}: {format_value(float(getattr(x, agg)()), unit, decimals)}"))
+            facts.append(
+                serialize_fact(
+                    f"{label} {name}: {format_value(float(getattr(x, agg)()), unit, decimals)}"
+                )
+            )
         if p.extreme and col == cols[0]:
             rows.append(int(x.idxmax() if p.extreme == "max" else x.idxmin()))
     return facts, rows
@@ -336,7 +396,9 @@ class Retriever:
         import bm25s
 
         # Cell values only: column names are in every row and would only add noise.
-        docs = [" ".join(str(v) for v in row if pd.notna(v)) for row in table.df.itertuples(index=False)]
+        docs = [
+            " ".join(str(v) for v in row if pd.notna(v)) for row in table.df.itertuples(index=False)
+        ]
         tokens = bm25s.tokenize(docs, stopwords="en", return_ids=False, show_progress=False)
         model = bm25s.BM25()
         model.index(tokens, show_progress=False)
@@ -365,13 +427,17 @@ class Retriever:
                 return ti, int(hit[2])
         return None
 
-    def retrieve(self, query: str, *, max_rows: int | None = None, wide: bool = False) -> Retrieval:
+    def retrieve(
+        self, query: str, *, max_rows: int | None = None, wide: bool = False, summary: bool = False
+    ) -> Retrieval:
         """Build the context for one query.
 
         Args:
             query: The user's question (already resolved against the previous turn).
             max_rows: Row cap (``config.max_rows`` by default; ``config.wider_rows`` if `wide`).
             wide: The retry after a failed check: more rows, BM25 neighbours added.
+            summary: A summary request: a group's facts cover two numeric columns even when
+                the query names none.
         """
         cfg = self.config
         cap = max_rows or (cfg.wider_rows if wide else cfg.max_rows)
@@ -387,42 +453,63 @@ class Retriever:
         p = parses[best]
         table = p.table
         facts: list[str] = []
+        hidden: list[str] = []
         if p.entities:
             rows, how = p.row_ids, "entity"
             if p.agg or p.extreme:  # "is the ford pinto the lightest car?"
                 facts, extra = compute_facts(p)
                 rows += [r for r in extra if r not in rows]
         else:
-            facts, rows = compute_facts(p)
+            facts, rows = compute_facts(p, summary=summary)
             how = "group"
             if p.filters:
-                # A small group is shown whole (as training contexts do); a big one through facts.
                 group = np.flatnonzero(apply_filters(table.df, p.filters).to_numpy())
-                if len(group) <= cap:
-                    rows += [int(i) for i in group if int(i) not in rows]
+                if 0 < len(group) <= cap:
+                    # As in training: a group that fits is shown whole and without facts (they
+                    # would give the answer away); the facts still back the answer check.
+                    hidden, facts, rows = facts, [], [int(i) for i in group]
+                else:
+                    rows += self._group_sample(p, group, max(1, cap // 2), rows)
         if wide or (how == "group" and not rows and not facts):
             rows += [r for r in self._bm25_rows(best, query, cap) if r not in rows]
-        return self._assemble(p, rows[:cap], facts, how)
+        out = self._assemble(p, rows[:cap], facts, how)
+        out.support = hidden + out.facts
+        return out
+
+    @staticmethod
+    def _group_sample(p: QueryParse, group: np.ndarray, n: int, first: list[int]) -> list[int]:
+        """Rows beside a big group's facts: its top rows by the asked column, else its first."""
+        cols = target_columns(p)
+        if p.extreme and cols:
+            x = pd.to_numeric(p.table.df[cols[0]].iloc[group], errors="coerce").to_numpy()
+            x = np.where(np.isnan(x), -np.inf if p.extreme == "max" else np.inf, x)
+            order = np.argsort(-x if p.extreme == "max" else x, kind="stable")
+            picked = [int(group[i]) for i in order[:n]]
+        else:
+            picked = [int(i) for i in group[:n]]
+        return [r for r in picked if r not in first]
 
     def _assemble(self, p: QueryParse, rows: list[int], facts: list[str], how: str) -> Retrieval:
+        """Rows (in priority order until the character cap, then sorted by id), then facts."""
         table = p.table
-        lines: list[str] = []
+        budget = self.config.max_chars
+        shown_facts: list[str] = []
+        for f in facts:  # facts first claim the budget: they carry the aggregates
+            if sum(len(x) + 1 for x in shown_facts) + len(f) + 1 > budget // 2:
+                break
+            shown_facts.append(f)
+        budget -= sum(len(x) + 1 for x in shown_facts)
         kept: list[int] = []
         total = 0
-        budget = self.config.max_chars
         for rid in rows:
-            line = table.row_text(rid)
-            if total + len(line) + 1 > budget and kept:
+            n = len(table.row_text(rid)) + 1
+            if total + n > budget and kept:
                 break
-            lines.append(line)
             kept.append(rid)
-            total += len(line) + 1
-        for f in facts:
-            if total + len(f) + 1 > budget and (lines or kept):
-                break
-            lines.append(f)
-            total += len(f) + 1
-        return Retrieval(table, kept, facts, "\n".join(lines), p, how)
+            total += n
+        kept.sort()  # rows in row-id order, as in training (never by value)
+        lines = [table.row_text(r) for r in kept] + shown_facts
+        return Retrieval(table, kept, shown_facts, "\n".join(lines), p, how)
 
     def examples(self, n: int = 3) -> list[str]:
         """A few entity names, for a 'not found' reply."""

@@ -68,9 +68,10 @@ def _support(r: Retrieval) -> _Support:
                 texts.add(normalize(format_value(v)))
             else:
                 texts.add(normalize(v))
-    for f in r.facts:
+    facts = list(dict.fromkeys(r.facts + r.support))
+    for f in facts:
         numbers += [(x, f) for x in _line_numbers(f)]
-    return _Support(set(r.row_ids), numbers, texts, " " + normalize(" ".join(r.facts)) + " ")
+    return _Support(set(r.row_ids), numbers, texts, " " + normalize(" ".join(facts)) + " ")
 
 
 def check_answer(
@@ -97,14 +98,28 @@ def check_answer(
     cfg = cfg or ValidationConfig()
     text = answer.strip()
     if not text:
-        return Verdict(supported=False, reason="the answer is empty", evidence=[], checked_by="table")
+        return Verdict(
+            supported=False, reason="the answer is empty", evidence=[], checked_by="table"
+        )
     if retrieval.table is None or not retrieval.found:
         return Verdict(
-            supported=False, reason="nothing was retrieved to support it", evidence=[],
+            supported=False,
+            reason="nothing was retrieved to support it",
+            evidence=[],
             checked_by="table",
         )
     t = retrieval.table
     sup = _support(retrieval)
+    q = retrieval.parse
+    if mode == "qa" and q is not None and len(q.entities) == 1 and not sup.fact_text.strip():
+        # A lookup ("the horsepower of X"): numbers must come from the named row's asked columns.
+        cols = [c for c in q.column_names if c in t.columns_of("numeric")]
+        rid = int(q.entities[0].value)
+        if cols:
+            line = t.row_text(rid)
+            sup.numbers = [
+                (abs(float(t.df.iloc[rid][c])), line) for c in cols if pd.notna(t.df.iloc[rid][c])
+            ]
     p = parse_query(text, index)
     evidence: list[str] = []
     bad_entities = []
@@ -147,7 +162,9 @@ def check_answer(
                 checked_by="table",
             )
         else:
-            evidence += [t.row_text(r) for r in retrieval.row_ids if norm in normalize(t.row_text(r))]
+            evidence += [
+                t.row_text(r) for r in retrieval.row_ids if norm in normalize(t.row_text(r))
+            ]
     return Verdict(
         supported=True,
         reason="every name and number in it is in the retrieved rows or facts",
@@ -181,26 +198,39 @@ def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> Claim
     cols = [c for c in parse.column_names if c != t.entity_column]
     numeric = set(t.columns_of("numeric"))
     claimed: Any
+    filters = [f for f in parse.filters if f.op == "==" and f.column not in numeric]
     if parse.values and (not cols or parse.values[0].column in cols):
         col, claimed = parse.values[0].column, parse.values[0].value
         actual = row[col]
         true = pd.notna(actual) and normalize(actual) == normalize(claimed)
+    elif filters:  # "does X have cylinders 4?" (a categorical column holding numbers)
+        col, claimed = filters[0].column, filters[0].value
+        actual = row[col]
+        true = pd.notna(actual) and normalize(format_value(actual)) == normalize(
+            format_value(claimed)
+        )
     else:
-        num_cols = [c for c in cols if c in numeric]
-        if not num_cols or not parse.numbers:
+        if not cols or not parse.numbers:
             return None
-        col, claimed = num_cols[0], parse.numbers[-1]
+        col, claimed = cols[0], parse.numbers[-1]
         actual = row[col]
         if pd.isna(actual):
             return None
-        true = _close(float(actual), float(claimed), cfg)
+        if col in numeric:
+            true = _close(float(actual), float(claimed), cfg)
+        elif col in t.columns_of("categorical"):  # "is the cylinders of X 4?"
+            true = normalize(format_value(actual)) == normalize(format_value(claimed))
+        else:
+            return None
     unit = t.units.get(col)
     shown = format_value(actual, unit) if pd.notna(actual) else "no value"
     words = col_words(t, col)
     if true:
         answer = f"Yes: the table gives {words} {shown} for {entity}."
     else:
-        answer = f"No: the table gives {words} {shown} for {entity}, not {format_value(claimed, unit)}."
+        answer = (
+            f"No: the table gives {words} {shown} for {entity}, not {format_value(claimed, unit)}."
+        )
     verdict = Verdict(
         supported=bool(true),
         reason=f"{words} of {entity} is {shown} in the table",
@@ -220,4 +250,3 @@ def read_yes_no(answer: str) -> bool | None:
     if words[0] in ("no", "false", "incorrect"):
         return False
     return None
-

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import chainlit.data as cl_data
-import pytest
-from chainlit.context import ChainlitContext, context_var
-from chainlit.emitter import BaseChainlitEmitter
-from chainlit.session import HTTPSession
+import os
+import tempfile
+
+# Chainlit writes .chainlit/ and .files/ into its app root when imported: keep them out of the
+# checkout (this runs before any test module imports chainlit).
+os.environ.setdefault("CHAINLIT_APP_ROOT", tempfile.mkdtemp(prefix="distillgraph-chainlit-"))
+
+import chainlit.data as cl_data  # noqa: E402
+import pytest  # noqa: E402
+from chainlit.context import ChainlitContext, context_var  # noqa: E402
+from chainlit.emitter import BaseChainlitEmitter  # noqa: E402
+from chainlit.session import HTTPSession  # noqa: E402
 
 
 class RecordingEmitter(BaseChainlitEmitter):
@@ -54,3 +61,9 @@ def no_global_data_layer():
     yield
     cl_data._data_layer = None
     cl_data._data_layer_initialized = True
+
+
+@pytest.fixture
+def chainlit_context():
+    """`recording_context` as a fixture: call it inside the test's event loop."""
+    return recording_context

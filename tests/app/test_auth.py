@@ -2,7 +2,14 @@ import hashlib
 
 import pytest
 
-from app.auth import ENV_USERS, ENV_USERS_FILE, authenticate, hash_password, load_users, verify_password
+from app.auth import (
+    ENV_USERS,
+    ENV_USERS_FILE,
+    authenticate,
+    hash_password,
+    load_users,
+    verify_password,
+)
 from data_loaders.errors import InputError
 
 

@@ -7,13 +7,13 @@ import chainlit as cl
 import pandas as pd
 import pytest
 from chainlit.types import Feedback, Pagination, ThreadFilter
+from chainlit.utils import utc_now
 
 from app.data_layer import HistoryDataLayer, InlineStorageClient, schema_statements
 from app.feedback import export_feedback, resolve_db_url
 from app.settings import sqlite_url
 from data_loaders.errors import InputError
 from data_loaders.io import read_jsonl
-from tests.app.conftest import recording_context
 
 META = {
     "distillgraph": {
@@ -29,18 +29,19 @@ META = {
 }
 
 
-async def fill_history(url: str) -> dict[str, str]:
+async def fill_history(url: str, recording_context) -> dict[str, str]:
     """One user, one thread: a question, a route step, a rated answer with a rows table."""
     recording_context(thread_id="t-1")
     layer = HistoryDataLayer(url)
     user = await layer.create_user(cl.User(identifier="alice"))
     await layer.update_thread("t-1", name="torino", user_id=user.id, metadata={"uploads": []})
     question = cl.Message(content="What is the fuel economy of ford torino?", type="user_message")
+    question.created_at = utc_now()  # what send() sets
     await layer.create_step(question.to_dict())
     step = cl.Step(name="Route → qa", type="tool")
     step.output = "**qa**"
     await layer.create_step(step.to_dict())
-    answer = cl.Message(content="17 mpg", metadata=META)
+    answer = cl.Message(content="17 mpg", metadata=META, created_at=utc_now())
     await layer.create_step(answer.to_dict())
     unrated = cl.Message(content="Summary of amc gremlin")  # no rating: not exported
     await layer.create_step(unrated.to_dict())
@@ -49,18 +50,18 @@ async def fill_history(url: str) -> dict[str, str]:
     rows.thread_id = "t-1"
     await layer.create_element(rows)
     await layer.upsert_feedback(Feedback(forId=answer.id, value=1, threadId="t-1", comment="right"))
-    down = cl.Message(content="8", metadata={})  # an old reply without our metadata
+    down = cl.Message(content="8", created_at=utc_now())  # a reply without our metadata
     await layer.create_step(down.to_dict())
     await layer.upsert_feedback(Feedback(forId=down.id, value=0, threadId="t-1"))
     await layer.close()
     return {"user": user.id, "answer": answer.id}
 
 
-def test_schema_is_created_and_every_chainlit_field_persists(tmp_path):
+def test_schema_is_created_and_every_chainlit_field_persists(tmp_path, chainlit_context):
     url = sqlite_url(tmp_path / "history.db")
 
     async def scenario():
-        ids = await fill_history(url)
+        ids = await fill_history(url, chainlit_context)
         layer = HistoryDataLayer(url)  # a fresh process after a restart
         threads = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=ids["user"]))
         thread = await layer.get_thread("t-1")
@@ -73,7 +74,7 @@ def test_schema_is_created_and_every_chainlit_field_persists(tmp_path):
     assert author == "alice"
     assert json.loads(thread["metadata"]) == {"uploads": []}
     steps = {s["id"]: s for s in thread["steps"]}
-    assert len(steps) == 6  # no insert was lost to a missing column
+    assert len(steps) == 5  # no insert was lost to a missing column
     answer = steps[ids["answer"]]
     assert answer["output"] == "17 mpg"
     assert answer["feedback"]["value"] == 1 and answer["feedback"]["comment"] == "right"
@@ -98,9 +99,9 @@ def test_inline_storage_skips_large_elements():
     assert big["url"] is None
 
 
-def test_feedback_export_writes_rated_turns(tmp_path):
+def test_feedback_export_writes_rated_turns(tmp_path, chainlit_context):
     db = tmp_path / "history.db"
-    asyncio.run(fill_history(sqlite_url(db)))
+    asyncio.run(fill_history(sqlite_url(db), chainlit_context))
     out = tmp_path / "rated.jsonl"
     ups, downs = export_feedback(str(db), out)
     assert (ups, downs) == (1, 1)
@@ -115,11 +116,11 @@ def test_feedback_export_writes_rated_turns(tmp_path):
     assert not list(tmp_path.glob(".rated.jsonl.*"))  # atomic: no temp file left
 
 
-def test_feedback_export_cli(tmp_path, capsys):
+def test_feedback_export_cli(tmp_path, capsys, chainlit_context):
     from distillation.cli import main
 
     db = tmp_path / "history.db"
-    asyncio.run(fill_history(sqlite_url(db)))
+    asyncio.run(fill_history(sqlite_url(db), chainlit_context))
     out = tmp_path / "rated.jsonl"
     assert main(["feedback", "export", "--db", str(db), "--out", str(out)]) == 0
     assert len(read_jsonl(out)) == 2

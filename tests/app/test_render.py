@@ -18,7 +18,9 @@ CONTEXT = (
 
 
 def small_table() -> Table:
-    df = pd.DataFrame({"Name": ["ford torino", "amc gremlin"], "mpg": [17.0, 21.0], "origin": ["USA", "USA"]})
+    df = pd.DataFrame(
+        {"Name": ["ford torino", "amc gremlin"], "mpg": [17.0, 21.0], "origin": ["USA", "USA"]}
+    )
     return Table(
         name="cars",
         source="cars.csv",
@@ -48,7 +50,7 @@ def test_markdown_table_escapes_pipes():
 
 def test_route_step_says_which_route_and_why():
     view = step_view("route", {"task": "validator", "route_source": "rules", "route_scores": {}})
-    assert view.title == "Route → validator"
+    assert view.title == "Route to validator"
     assert "claim" in view.body and "keyword rules" in view.body
     scored = step_view("route", {"task": "qa", "route_source": "scores",
                                  "route_scores": {"qa": -0.1, "summarize": -4.0}})
@@ -66,7 +68,8 @@ def test_answer_step_shows_rows_and_model():
 def test_verdict_and_fallback_are_spelled_out():
     verdict = {"supported": False, "reason": "18 is not 19", "evidence": ["[row 12] x"],
                "checked_by": "table"}
-    body = step_view("finalize", {"verdict": verdict, "answered_by": "fallback:big"}).body
+    body = step_view("finalize", {"answer": "x"}, state={"verdict": verdict,
+                                                         "answered_by": "fallback:big"}).body
     assert "Not supported" in body and "18 is not 19" in body and "`[row 12] x`" in body
     assert "fallback model (big)" in body
     assert verdict_markdown({}) == "No table check for this turn."
@@ -74,7 +77,8 @@ def test_verdict_and_fallback_are_spelled_out():
 
 def test_starters_use_a_real_entity_and_column():
     starters = starter_questions(small_table())
-    assert [label for label, _ in starters] == ["Ask a question", "Summarize a row", "Check a claim"]
+    labels = [label for label, _ in starters]
+    assert labels == ["Ask a question", "Summarize a row", "Check a claim"]
     assert starters[0][1] == "What is the fuel economy of ford torino?"
     assert starters[1][1] == "Summarize ford torino."
     assert starters[2][1] == "Is it true that ford torino has a fuel economy of 17 mpg?"

@@ -134,6 +134,7 @@ def test_cli_end_to_end(workdir, fresh_cli):
     rep = json.loads((out / "report.json").read_text())
     assert set(rep) == REPORT_KEYS
     assert rep["config"]["labels"] == ["teacher", "student", "base"]
+    assert rep["config"]["max_new_tokens"] == 4 and rep["config"]["max_new_tokens_auto"] is False
     assert rep["config"]["reference"] == "teacher" and rep["config"]["baseline"] == "base"
     ds = rep["dataset"]
     assert ds["n_examples"] == 5 and ds["n_split"] == 5 and len(ds["manifest_sha256"]) == 64
@@ -157,8 +158,9 @@ def test_cli_end_to_end(workdir, fresh_cli):
         assert c["ttft_ms"]["p50"] <= c["latency_ms"]["p95"]
         assert c["answers_per_s"] > 0 and c["gen_tokens_per_s_b1"] > 0
         assert c["size_bytes"] > 0 and c["peak_memory_bytes"] is not None
-        assert m["history"] == str(workdir["root"] / "run" / "training_history.jsonl")
-    t, s, _ = rep["models"]
+    t, s, b = rep["models"]
+    assert s["history"] == str(workdir["root"] / "run" / "training_history.jsonl")
+    assert t["history"] is None and b["history"] is None  # the run's history is the student's
     assert s["cost"]["params"] < t["cost"]["params"]
     assert s["vs_reference"]["param_ratio"] == pytest.approx(
         s["cost"]["params"] / t["cost"]["params"]
@@ -253,6 +255,16 @@ def test_bad_record_names_file_and_line(tmp_path, workdir):
     (d / "test.jsonl").write_text("{not json\n")
     with pytest.raises(InputError, match=r"test.jsonl:1: not valid JSON"):
         E.evaluate_models([workdir["teacher"]], d, progress=False, write=False)
+
+
+def test_auto_max_new_tokens_covers_longest_answer(workdir):
+    from distillation.models import load_tokenizer
+
+    ex = E.load_examples(workdir["data"] / "test.jsonl")
+    tok = load_tokenizer(str(workdir["teacher"]))
+    longest = max(len(tok.encode(e.answer, add_special_tokens=False)) for e in ex)
+    n = E.auto_max_new_tokens(str(workdir["teacher"]), ex)
+    assert n == longest + E.ANSWER_SLACK_TOKENS
 
 
 def test_default_labels_unique():

@@ -1,0 +1,244 @@
+"""Distillation benchmark on the cars sample dataset with the embedded SmolLM2-135M teacher.
+
+Phases (each merges its results into benchmarks/results/distill.json):
+
+    python benchmarks/bench_distill.py prepare      # cars.csv -> dataset (configs/prepare_cars.yaml)
+    python benchmarks/bench_distill.py adapt        # teacher adaptation: full vs LoRA, time to target
+    python benchmarks/bench_distill.py distill      # student: KD vs hard labels, same steps and seed
+    python benchmarks/bench_distill.py throughput   # training tokens/s: hard, online KD, cached KD
+    python benchmarks/bench_distill.py speed        # per-answer latency: teacher vs student
+    python benchmarks/bench_distill.py all
+
+Work files go to benchmarks/results/tmp_distill/ (git-ignored). CPU heavy: minutes to an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "distill.json"
+WORK = ROOT / "benchmarks" / "results" / "tmp_distill"
+DATA = WORK / "cars"
+
+
+def merge_results(section: str, value: dict) -> None:
+    from data_loaders.io import atomic_write_json
+
+    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    data[section] = value
+    data["machine"] = {"cpus": os.cpu_count(), "load_avg_at_write": os.getloadavg()}
+    atomic_write_json(RESULTS, data)
+    print(json.dumps({section: value}, indent=2))
+
+
+def load_split(name: str, n: int | None = None) -> list[dict]:
+    from distillation.data import read_split
+
+    rows = read_split(DATA / f"{name}.jsonl")
+    return rows[:n] if n else rows
+
+
+def phase_prepare(args) -> None:
+    if (DATA / "train.jsonl").is_file():
+        print(f"dataset exists: {DATA}")
+        return
+    cmd = [sys.executable, "-m", "distillation.cli", "prepare", str(ROOT / "examples/data/cars.csv"),
+           "--out", str(DATA), "--config", str(ROOT / "configs/prepare_cars.yaml"), "-q"]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def base_config(**kw):
+    from distillation.config import DistillationConfig
+
+    defaults = dict(data_dir=DATA, device="cpu", max_seq_len=768, eval_max_new_tokens=112,
+                    seed=0)
+    return DistillationConfig(**{**defaults, **kw})
+
+
+def phase_adapt(args) -> None:
+    """Full fine-tune vs LoRA: training wall time until val exact match >= target."""
+    from accelerate import Accelerator
+
+    from distillation.trainer import adapt_teacher, load_teacher
+
+    train, val = load_split("train"), load_split("val")
+    out = {}
+    for mode in args.modes:
+        lr = args.lr_full if mode == "full" else args.lr_lora
+        cfg = base_config(
+            output_dir=WORK / f"adapt_{mode}", eval_samples=args.eval_samples,
+            teacher_adaptation={"enabled": True, "mode": mode, "max_steps": args.steps,
+                                "batch_size": 8, "learning_rate": lr,
+                                "eval_every": args.eval_every, "target_exact_match": args.target},
+        )
+        teacher, tok = load_teacher(cfg, "embedded")
+        _, metrics = adapt_teacher(teacher, tok, train, val, cfg, Accelerator(cpu=True))
+        evals = metrics["evals"]
+        hit = next((e for e in evals if e["val_exact_match"] >= args.target), None)
+        out[mode] = {
+            "learning_rate": lr,
+            "steps_run": metrics["steps"],
+            "evals": [{k: e[k] for k in ("step", "val_exact_match", "val_loss", "train_seconds")}
+                      for e in evals],
+            "train_s_per_step": evals[-1]["train_seconds"] / evals[-1]["step"],
+            "train_seconds_to_target": hit["train_seconds"] if hit else None,
+            "steps_to_target": hit["step"] if hit else None,
+            "reused": bool(metrics.get("reused")),
+        }
+        del teacher
+    merge_results("teacher_adaptation", {
+        "target_val_exact_match": args.target, "batch_size": 8,
+        "eval_samples": args.eval_samples, "modes": out,
+    })
+
+
+def _adapted_teacher() -> Path:
+    path = WORK / f"adapt_{'full'}" / "teacher_adapted"
+    if not (path / "config.json").is_file():
+        raise SystemExit("run the 'adapt' phase first (it writes the adapted teacher)")
+    return path
+
+
+def _test_exact_match(model_dir: str, pairs: list[dict], batch_size: int = 8) -> dict:
+    from distillation.generation import generate_answers
+    from distillation.metrics import exact_match
+    from distillation.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(model_dir, dtype="float32", device="cpu")
+    t0 = time.perf_counter()
+    answers = generate_answers(model, tok, pairs, max_new_tokens=112, batch_size=batch_size)
+    hits = sum(exact_match(a, p["answer"]) for a, p in zip(answers, pairs, strict=True))
+    return {"exact_match": hits / len(pairs), "n": len(pairs),
+            "seconds": time.perf_counter() - t0}
+
+
+def phase_distill(args) -> None:
+    """Same steps and seed: KD (cached soft targets) vs hard labels only; held-out exact match."""
+    from distillation.trainer import read_history, run_distillation
+
+    teacher = str(_adapted_teacher())
+    test = load_split("test", args.test_samples)
+    out = {"steps": args.steps, "student_layers": args.layers, "batch_size": 8,
+           "test_samples": len(test)}
+    out["teacher"] = _test_exact_match(teacher, test)
+    for name, kd in (("kd", args.kd_ratio), ("hard_labels", 0.0)):
+        cfg = base_config(
+            teacher_model_name=teacher, student_layers=args.layers, kd_ratio=kd,
+            temperature=args.temperature, soft_targets="cached", max_steps=args.steps,
+            batch_size=8, learning_rate=args.lr, eval_every=0, eval_samples=args.eval_samples,
+            save_every=args.steps, output_dir=WORK / f"student_{name}",
+            teacher_adaptation={"enabled": False},
+        )
+        t0 = time.perf_counter()
+        result = run_distillation(cfg)
+        rows = [r for r in read_history(result.history_path) if r["event"] == "train"]
+        out[name] = {
+            "kd_ratio": kd,
+            "wall_seconds": time.perf_counter() - t0,
+            "final_train_loss": rows[-1]["loss"],
+            "val": result.final_eval,
+            "test": _test_exact_match(str(result.student_dir), test),
+            "student_dir": str(result.student_dir.relative_to(ROOT)),
+        }
+    t_em = out["teacher"]["exact_match"]
+    out["kd_over_teacher"] = out["kd"]["test"]["exact_match"] / t_em if t_em else None
+    merge_results("student", out)
+
+
+def phase_throughput(args) -> None:
+    """Training tokens/s for hard labels, online KD and cached KD (median over steps)."""
+    from distillation.trainer import read_history, run_distillation
+
+    teacher = str(_adapted_teacher())
+    variants = {"hard_labels": (0.0, "cached"), "online_kd": (0.5, "online"),
+                "cached_kd": (0.5, "cached")}
+    speeds: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.repeats):  # interleaved, so machine load hits every variant alike
+        for name, (kd, soft) in variants.items():
+            cfg = base_config(
+                teacher_model_name=teacher, student_layers=args.layers, kd_ratio=kd,
+                soft_targets=soft, max_steps=args.steps, batch_size=8, eval_every=0,
+                eval_samples=1, eval_max_new_tokens=1, save_every=10_000,
+                output_dir=WORK / f"tput_{name}", teacher_adaptation={"enabled": False},
+                cache={"dir": str(WORK / "tput_cache")},
+            )
+            result = run_distillation(cfg, progress=False)
+            rows = [r for r in read_history(result.history_path) if r["event"] == "train"]
+            speeds[name] += [r["tokens_per_s"] for r in rows[2:]]  # skip warm-up steps
+    med = {k: statistics.median(v) for k, v in speeds.items()}
+    merge_results("throughput", {
+        "tokens_per_s_median": med,
+        "cached_over_hard": med["cached_kd"] / med["hard_labels"],
+        "online_over_hard": med["online_kd"] / med["hard_labels"],
+        "steps_per_run": args.steps, "repeats": args.repeats, "student_layers": args.layers,
+        "note": "cache build time excluded (built once, reused by every run)",
+    })
+
+
+def phase_speed(args) -> None:
+    """Seconds per answer (batch 1, greedy) and parameters: adapted teacher vs KD student."""
+    from distillation.generation import generate_answers
+    from distillation.models import load_model_and_tokenizer
+
+    test = load_split("test", args.test_samples)
+    dirs = {"teacher": str(_adapted_teacher()), "student": str(WORK / "student_kd" / "student")}
+    out = {}
+    models = {k: load_model_and_tokenizer(d, dtype="float32", device="cpu")
+              for k, d in dirs.items()}
+    times: dict[str, list[float]] = {k: [] for k in dirs}
+    for pair in test:  # interleaved per pair
+        for k, (model, tok) in models.items():
+            t0 = time.perf_counter()
+            generate_answers(model, tok, [pair], max_new_tokens=112, batch_size=1)
+            times[k].append(time.perf_counter() - t0)
+    for k, (model, _) in models.items():
+        out[k] = {"parameters": sum(p.numel() for p in model.parameters()),
+                  "median_s_per_answer": statistics.median(times[k]),
+                  "mean_s_per_answer": statistics.mean(times[k])}
+    out["speedup_median"] = out["teacher"]["median_s_per_answer"] / out["student"][
+        "median_s_per_answer"]
+    out["param_ratio"] = out["student"]["parameters"] / out["teacher"]["parameters"]
+    out["answers"] = len(test)
+    merge_results("speed", out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("phase", choices=["prepare", "adapt", "distill", "throughput", "speed", "all"])
+    p.add_argument("--modes", nargs="+", default=["full", "lora"])
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--eval-samples", type=int, default=64)
+    p.add_argument("--test-samples", type=int, default=100)
+    p.add_argument("--target", type=float, default=0.95)
+    p.add_argument("--lr-full", type=float, default=1e-4)
+    p.add_argument("--lr-lora", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--layers", type=int, default=7)
+    p.add_argument("--kd-ratio", type=float, default=0.5)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    WORK.mkdir(parents=True, exist_ok=True)
+    defaults = {"adapt": 150, "distill": 200, "throughput": 8}
+    phases = ["prepare", "adapt", "distill", "throughput", "speed"] if args.phase == "all" \
+        else [args.phase]
+    for phase in phases:
+        args_p = argparse.Namespace(**vars(args))
+        if args_p.steps is None:
+            args_p.steps = defaults.get(phase, 0)
+        globals()[f"phase_{phase}"](args_p)
+
+
+if __name__ == "__main__":
+    main()

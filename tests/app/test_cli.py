@@ -1,0 +1,79 @@
+"""`distillgraph chat` option checks and environment; `feedback export` is in test_history."""
+
+import os
+import stat
+
+import pytest
+
+from app.cli import APP_FILE, chainlit_command, chat_environment, prepare_app_root
+from data_loaders.errors import InputError
+
+
+def env_for(tmp_path, **kw):
+    base = {"HOME": str(tmp_path)}
+    args = dict(model=None, data=[], graph_config=None, table_config=None,
+                state_dir=tmp_path / "state", db=None, base_env=base)
+    args.update(kw)
+    return chat_environment(**args)
+
+
+def test_options_become_environment(tmp_path):
+    model = tmp_path / "student"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\nx,1\n")
+    env = env_for(tmp_path, model=model, data=[str(table), "sqlite:///x.db#cars"])
+    assert env["DISTILLGRAPH_MODEL"] == str(model.resolve())
+    assert env["DISTILLGRAPH_TABLES"] == os.pathsep.join([str(table.resolve()), "sqlite:///x.db#cars"])
+    assert env["DISTILLGRAPH_CHAT_DIR"] == env["CHAINLIT_APP_ROOT"] == str(tmp_path / "state")
+    assert "DISTILLGRAPH_DATABASE_URL" not in env  # the app defaults to <state>/history.db
+
+
+def test_local_login_secret_is_kept_private_and_stable(tmp_path):
+    first = env_for(tmp_path)["CHAINLIT_AUTH_SECRET"]
+    secret_file = tmp_path / "state" / ".auth_secret"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert env_for(tmp_path)["CHAINLIT_AUTH_SECRET"] == first and len(first) > 32
+
+
+def test_password_login_needs_an_operator_secret(tmp_path):
+    users = {"DISTILLGRAPH_AUTH_USERS": "alice:sha256:" + "0" * 64}
+    with pytest.raises(InputError, match="CHAINLIT_AUTH_SECRET"):
+        chat_environment(model=None, data=[], graph_config=None, table_config=None,
+                         state_dir=tmp_path, db=None, base_env=users)
+    env = chat_environment(model=None, data=[], graph_config=None, table_config=None,
+                           state_dir=tmp_path, db=None,
+                           base_env={**users, "CHAINLIT_AUTH_SECRET": "op-secret"})
+    assert env["CHAINLIT_AUTH_SECRET"] == "op-secret"
+
+
+@pytest.mark.parametrize(("kw", "msg"), [
+    ({"model": "nodir"}, "not a model directory"),
+    ({"data": ["missing.csv"]}, "file not found"),
+    ({"graph_config": "missing.yaml"}, "--config"),
+])
+def test_bad_options_fail_before_starting(tmp_path, kw, msg):
+    from pathlib import Path
+
+    kw = {k: (Path(tmp_path / v) if k != "data" else [str(tmp_path / v[0])]) for k, v in kw.items()}
+    with pytest.raises(InputError, match=msg):
+        env_for(tmp_path, **kw)
+
+
+def test_command_runs_this_packages_app_from_anywhere(tmp_path):
+    cmd = chainlit_command("127.0.0.1", 8123, headless=True)
+    assert cmd[1:4] == ["-m", "chainlit", "run"] and cmd[4] == str(APP_FILE)
+    assert APP_FILE.is_absolute() and APP_FILE.is_file()
+    assert cmd[-5:] == ["--host", "127.0.0.1", "--port", "8123", "--headless"]
+    prepare_app_root(tmp_path)
+    assert (tmp_path / "chainlit.md").read_text().startswith("# distillgraph chat")
+
+
+def test_chat_help_lists_the_options(capsys):
+    from distillation.cli import main
+
+    assert main(["chat", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--model", "--data", "--port", "--host", "--headless"):
+        assert flag in out

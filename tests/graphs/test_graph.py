@@ -1,0 +1,162 @@
+"""The compiled graph with fake chat models: shape, memory, safety, fallback, edge inputs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from langchain_core.language_models.fake_chat_models import (
+    FakeListChatModel,
+    GenericFakeChatModel,
+)
+
+from graphs import build_graph
+from graphs.context import GraphConfig, load_graph_config
+
+
+def _cfg(tid: str) -> dict:
+    return {"configurable": {"thread_id": tid}}
+
+
+def _ask(graph, text, tid="t"):
+    return graph.invoke({"messages": [("user", text)]}, _cfg(tid))
+
+
+def test_mermaid_has_exactly_the_nodes_and_edges(cars):
+    g = build_graph(FakeListChatModel(responses=["x"]), [cars])
+    mermaid = g.get_graph().draw_mermaid()
+    nodes = set(re.findall(r"^\s*(\w+)[(\[]", mermaid, flags=re.M))
+    edges = set(re.findall(r"^\s*(\w+) (-->|-\.->) (\w+);", mermaid, flags=re.M))
+    assert nodes == {
+        "__start__",
+        "process_input",
+        "route",
+        "qa",
+        "summarizer",
+        "validator",
+        "finalize",
+        "__end__",
+    }
+    assert {(a, b) for a, _, b in edges} == {
+        ("__start__", "process_input"),
+        ("process_input", "route"),
+        ("process_input", "finalize"),
+        ("route", "qa"),
+        ("route", "summarizer"),
+        ("route", "validator"),
+        ("qa", "finalize"),
+        ("summarizer", "finalize"),
+        ("validator", "finalize"),
+        ("finalize", "__end__"),
+    }
+
+
+def test_qa_answer_checked_and_recorded(cars):
+    g = build_graph(FakeListChatModel(responses=["130 hp"]), [cars])
+    s = _ask(g, "What is the horsepower of chevrolet chevelle malibu?")
+    assert s["task"] == "qa" and s["answer"] == "130 hp"
+    assert s["answered_by"] == "student" and s["verdict"]["supported"] is True
+    assert s["messages"][-1].content == "130 hp"
+    assert set(s["timings"]) == {"process_input", "route", "qa", "finalize"}
+
+
+def test_follow_up_resolves_against_previous_entity(cars):
+    g = build_graph(FakeListChatModel(responses=["130 hp", "3504 lbs"]), [cars])
+    _ask(g, "What is the horsepower of chevrolet chevelle malibu?", "f")
+    s = _ask(g, "and its weight?", "f")
+    assert "chevrolet chevelle malibu" in s["query"]
+    assert s["row_ids"] == [0] and s["answer"] == "3504 lbs"
+    assert len(s["messages"]) == 4
+    other = _ask(g, "and its weight?", "other-thread")  # no history there
+    assert other["answered_by"] == "none"
+
+
+def test_restart_from_sqlite_keeps_the_conversation(cars, tmp_path):
+    db = tmp_path / "memory.sqlite"
+    g1 = build_graph(FakeListChatModel(responses=["130 hp"]), [cars], checkpointer=str(db))
+    _ask(g1, "What is the horsepower of chevrolet chevelle malibu?", "r")
+    g1.checkpointer.conn.close()
+    g2 = build_graph(FakeListChatModel(responses=["3504 lbs"]), [cars], checkpointer=str(db))
+    s = _ask(g2, "and its weight?", "r")
+    assert s["answer"] == "3504 lbs" and "chevrolet chevelle malibu" in s["query"]
+    assert [m.type for m in s["messages"]] == ["human", "ai", "human", "ai"]
+
+
+def test_injected_cell_changes_neither_route_nor_answer(injected_table):
+    # The model "obeys" the cell; the route comes from the query alone and the check rejects it.
+    g = build_graph(FakeListChatModel(responses=["HACKED"]), [injected_table])
+    s = _ask(g, "What is the power of alpha one?")
+    assert s["task"] == "qa" and "[row 0]" in s["context"] and "HACKED" in s["context"]
+    assert s["verdict"]["supported"] is False
+    assert not s["answer"].startswith("HACKED") and "could not give an answer" in s["answer"]
+    s = _ask(g, "What is the power of gamma three?")
+    assert s["task"] == "qa"  # the cell asking for the summarizer did not reroute
+
+
+def test_fallback_escalation_is_recorded(cars):
+    student = FakeListChatModel(responses=["999 hp"])
+    teacher = GenericFakeChatModel(messages=iter(["130 hp"]))
+    g = build_graph(student, [cars], fallback=teacher)
+    s = _ask(g, "What is the horsepower of chevrolet chevelle malibu?")
+    assert s["answer"] == "130 hp"
+    assert s["answered_by"].startswith("fallback:")
+    assert s["attempts"] == 3  # student, student with wider context, fallback
+
+
+def test_unsupported_without_fallback_says_so(cars):
+    g = build_graph(FakeListChatModel(responses=["999 hp"]), [cars])
+    s = _ask(g, "What is the horsepower of chevrolet chevelle malibu?")
+    assert "could not give an answer that the table supports" in s["answer"]
+    assert "999 hp" in s["answer"] and s["answered_by"] == "student (unsupported)"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 2001])
+def test_edge_inputs_get_a_reply(cars, text):
+    g = build_graph(FakeListChatModel(responses=["x"]), [cars])
+    s = _ask(g, text)
+    assert s["task"] is None and s["answer"] and s["messages"][-1].content == s["answer"]
+    assert ("empty" in s["answer"]) or ("2001 characters" in s["answer"])
+
+
+def test_unknown_entity_gets_a_clear_reply(cars):
+    g = build_graph(FakeListChatModel(responses=["130 hp"]), [cars])
+    s = _ask(g, "What is the horsepower of the batmobile?")
+    assert s["answer"].startswith("I could not find") and s["answered_by"] == "none"
+
+
+def test_validator_uses_table_then_model(cars):
+    g = build_graph(FakeListChatModel(responses=["Yes."]), [cars])
+    s = _ask(g, "Is it true that chevrolet chevelle malibu has 8 cylinders?")
+    assert s["task"] == "validator" and s["answer"].startswith("Yes")
+    assert s["verdict"]["checked_by"] == "table" and s["answered_by"] == "table"
+    s = _ask(g, "Is it true that chevrolet chevelle malibu is a family favourite?")
+    assert s["verdict"]["checked_by"] == "model" and "checked by the model" in s["answer"]
+
+
+def test_summarizer_falls_back_to_the_table_summary(cars):
+    g = build_graph(FakeListChatModel(responses=["A 900 hp rocket."]), [cars])
+    s = _ask(g, "Summarize the row for chevrolet chevelle malibu.")
+    assert s["task"] == "summarizer" and s["answered_by"] == "table"
+    assert s["answer"].startswith("chevrolet chevelle malibu has fuel economy 18 mpg")
+
+
+def test_stream_messages_mode_yields_tokens(cars):
+    g = build_graph(GenericFakeChatModel(messages=iter(["130 hp"])), [cars])
+    chunks = [
+        (m.content, meta["langgraph_node"])
+        for m, meta in g.stream(
+            {"messages": [("user", "What is the horsepower of chevrolet chevelle malibu?")]},
+            _cfg("s"),
+            stream_mode="messages",
+        )
+    ]
+    assert ("130", "qa") in [(c.strip(), n) for c, n in chunks]
+
+
+def test_graph_yaml_loads(cars):
+    cfg = load_graph_config("configs/graph.yaml")
+    assert isinstance(cfg, GraphConfig) and cfg.tables == ["examples/data/cars.csv"]
+    g = build_graph(
+        FakeListChatModel(responses=["x"]), [cars], config=cfg, overrides=["max_input_chars=12"]
+    )
+    assert "characters long" in _ask(g, "What is the horsepower?")["answer"]

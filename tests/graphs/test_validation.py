@@ -1,0 +1,108 @@
+"""The table checks: answers must be supported; claims are decided from the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphs.retrieval import Retriever, parse_query
+from graphs.validation import check_answer, check_claim, read_yes_no
+
+
+@pytest.fixture(scope="module")
+def retriever(cars):
+    return Retriever([cars])
+
+
+def _check(retriever, question, answer, mode="qa"):
+    r = retriever.retrieve(question)
+    return check_answer(answer, r, retriever.indexes[0], mode=mode)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "ok"),
+    [
+        ("What is the horsepower of chevrolet chevelle malibu?", "130 hp", True),
+        ("What is the horsepower of chevrolet chevelle malibu?", "130.004", True),  # tolerance
+        ("What is the horsepower of chevrolet chevelle malibu?", "131 hp", False),
+        (
+            "What is the horsepower of chevrolet chevelle malibu?",
+            "3504 lbs",
+            False,
+        ),  # wrong column's value
+        ("What is the horsepower of chevrolet chevelle malibu?", "", False),
+        ("What is the horsepower of chevrolet chevelle malibu?", "HACKED", False),
+        (
+            "Which has the higher weight: chevrolet chevelle malibu or amc gremlin?",
+            "amc gremlin",
+            True,
+        ),
+        (
+            "Which has the higher weight: chevrolet chevelle malibu or amc gremlin?",
+            "buick skylark 320",
+            False,
+        ),
+        ("How many cars have origin Japan?", "59", None),  # value checked below
+        ("What is the origin of chevrolet chevelle malibu?", "USA", True),
+        ("What is the origin of chevrolet chevelle malibu?", "Japan", False),
+    ],
+)
+def test_check_answer(cars, retriever, question, answer, ok):
+    v = _check(retriever, question, answer)
+    if ok is None:
+        n = int((cars.df["Origin"] == "Japan").sum())
+        assert _check(retriever, question, str(n))["supported"]
+        assert not _check(retriever, question, str(n + 7))["supported"]
+        return
+    assert v["supported"] is ok, v["reason"]
+    assert v["reason"]
+
+
+def test_ford_pinto_hp_fixture(cars):
+    # The parametrized cases above assume these cells; fail loudly if the sample data changes.
+    row = cars.df[cars.df["Name"] == "chevrolet chevelle malibu"].iloc[0]
+    assert (row["Horsepower"], row["Weight_in_lbs"], row["Origin"]) == (130, 3504, "USA")
+
+
+def test_summary_mode_checks_only_stated_values(retriever):
+    q = "Summarize the row for chevrolet chevelle malibu."
+    assert _check(retriever, q, "A small USA car with 130 hp.", mode="summary")["supported"]
+    assert not _check(retriever, q, "A small car with 300 hp.", mode="summary")["supported"]
+
+
+def test_evidence_lists_supporting_rows(retriever):
+    v = _check(retriever, "What is the horsepower of chevrolet chevelle malibu?", "130 hp")
+    assert any("chevrolet chevelle malibu" in e for e in v["evidence"])
+
+
+@pytest.mark.parametrize(
+    ("claim", "true"),
+    [
+        ("Is it true that chevrolet chevelle malibu has 8 cylinders?", True),
+        ("Is it true that chevrolet chevelle malibu has 4 cylinders?", False),
+        ("Is the horsepower of chevrolet chevelle malibu 130 hp?", True),
+        ("Claim: the weight of chevrolet chevelle malibu is 3000 lbs. Is this correct?", False),
+        ("Does chevrolet chevelle malibu have origin Japan?", False),
+        ("True or false: chevrolet chevelle malibu is from USA.", True),
+        ("Answer yes or no: chevrolet chevelle malibu has a model year of 1970.", True),
+    ],
+)
+def test_check_claim(retriever, claim, true):
+    res = check_claim(parse_query(claim, retriever.indexes[0]))
+    assert res is not None and res.true is true
+    assert res.answer.startswith("Yes" if true else "No")
+    assert res.verdict["evidence"] and "chevrolet chevelle malibu" in res.verdict["evidence"][0]
+
+
+def test_unparseable_claim_returns_none(retriever):
+    assert (
+        check_claim(
+            parse_query("Is it true that cars were better back then?", retriever.indexes[0])
+        )
+        is None
+    )
+
+
+def test_read_yes_no():
+    assert read_yes_no("Yes, it is.") is True
+    assert read_yes_no("no") is False
+    assert read_yes_no("maybe") is None
