@@ -33,7 +33,6 @@ from app.data_layer import HistoryDataLayer  # noqa: E402
 from app.render import TABLE_ICON, starter_questions, welcome_markdown  # noqa: E402
 from app.settings import ChatSettings  # noqa: E402
 from app.turn import ASSISTANT, stream_turn  # noqa: E402
-from data_loaders.errors import InputError  # noqa: E402
 
 cl_config.ui.name = ASSISTANT
 cl_config.ui.cot = "full"  # every graph step is visible
@@ -91,9 +90,9 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 
 @cl.on_chat_start
 async def start() -> None:
-    """Load the model in the background while the welcome screen shows."""
+    """Start loading the model in the background; the user can type meanwhile."""
     cl.user_session.set("uploads", [])
-    await runtime.get_runtime()
+    runtime.warm_up()
 
 
 @cl.on_chat_resume
@@ -103,7 +102,7 @@ async def resume(thread: dict[str, Any]) -> None:
     if isinstance(metadata, str):
         metadata = json.loads(metadata)
     cl.user_session.set("uploads", list(metadata.get("uploads") or []))
-    await runtime.get_runtime()
+    runtime.warm_up()
 
 
 @cl.on_message
@@ -113,19 +112,11 @@ async def message(msg: cl.Message) -> None:
     thread_id = cl.context.session.thread_id
     records: list[dict[str, str]] = list(cl.user_session.get("uploads") or [])
     taken = [t.name for t in rt.tables]
-    files = [e for e in msg.elements or [] if getattr(e, "path", None)]
-    for file in files:
-        try:
-            names = [*taken, *(r["name"] for r in records)]
-            table, record = await uploads.add_upload(
-                rt.settings, thread_id, file.path, file.name, names
-            )
-        except InputError as e:
-            await cl.Message(content=f"Could not use {file.name}: {e}", author=ASSISTANT).send()
-            continue
-        records.append(record)
-        await cl.Message(content=uploads.added_message(table), author=ASSISTANT).send()
+    files = [(e.path, e.name) for e in msg.elements or [] if getattr(e, "path", None)]
     if files:
+        records, replies = await uploads.take_files(rt.settings, thread_id, files, records, taken)
+        for reply in replies:
+            await cl.Message(content=reply, author=ASSISTANT).send()
         cl.user_session.set("uploads", records)
         if data_layer := get_data_layer():  # persisted now, not only when the socket closes
             await data_layer.update_thread(thread_id, metadata={"uploads": records})

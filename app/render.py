@@ -42,7 +42,8 @@ _ICON_SVG = (
     "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'>"
     "<rect width='64' height='64' rx='14' fill='#2563eb'/>"
     "<g fill='none' stroke='#fff' stroke-width='4'>"
-    "<rect x='12' y='14' width='40' height='36' rx='3'/><path d='M12 26h40M12 38h40M28 14v36'/></g></svg>"
+    "<rect x='12' y='14' width='40' height='36' rx='3'/>"
+    "<path d='M12 26h40M12 38h40M28 14v36'/></g></svg>"
 )
 TABLE_ICON = "data:image/svg+xml;base64," + base64.b64encode(_ICON_SVG.encode()).decode()
 
@@ -123,7 +124,7 @@ def verdict_markdown(verdict: dict[str, Any]) -> str:
     if not verdict:
         return "No table check for this turn."
     ok = verdict.get("supported")
-    mark = "✅ Supported by the table" if ok else "⚠️ Not supported by the table"
+    mark = "Supported by the table" if ok else "Not supported by the table"
     lines = [f"**{mark}**"]
     if reason := verdict.get("reason"):
         lines.append(str(reason))

@@ -68,6 +68,19 @@ async def get_tables() -> list[Table]:
     return _tables
 
 
+_warm_up: asyncio.Task | None = None
+
+
+def warm_up() -> None:
+    """Start loading the runtime in the background (the chat stays usable meanwhile)."""
+    global _warm_up
+    if _runtime is None and (_warm_up is None or _warm_up.done()):
+        # Keep a reference: the event loop holds tasks only weakly. A failure here surfaces
+        # again when the first message awaits `get_runtime`.
+        _warm_up = asyncio.get_running_loop().create_task(get_runtime())
+        _warm_up.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 async def get_runtime() -> Runtime:
     """The process's runtime, built on first use from `ChatSettings.from_env`."""
     global _runtime

@@ -11,6 +11,7 @@ threads, so other conversations keep going while one waits on the model.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,6 @@ from app.render import ANSWER_NODES, TASK_OF_ROUTE, parse_context, step_view
 from app.uploads import NOT_DISTILLED_NOTE
 
 ASSISTANT = "distillgraph"
-# Nodes the graph runs for bookkeeping only would add noise as steps; all of ours are shown.
-HIDDEN_NODES: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -65,6 +64,73 @@ def _turn_metadata(question: str, state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _Mirror:
+    """Mirrors one graph run in the UI: node starts/ends as steps, answer tokens into the reply."""
+
+    def __init__(self, reply: cl.Message, parent: str | None, model_label: str | None):
+        self.reply = reply
+        self.parent = parent
+        self.model_label = model_label
+        self.state: dict[str, Any] = {}
+        self.steps: list[cl.Step] = []
+        self.open_steps: dict[str, cl.Step] = {}
+        self.answer_node: str | None = None  # the routed node; only its tokens are the reply
+        self.generation_id: str | None = None
+        self.tokens = 0
+
+    async def token(self, chunk: Any, meta: dict[str, Any]) -> None:
+        node = meta.get("langgraph_node")
+        if node not in ANSWER_NODES or (self.answer_node and node != self.answer_node):
+            return
+        text = _token_text(chunk)
+        if not text:
+            return
+        chunk_id = getattr(chunk, "id", None)
+        # A second model call (the wider retry or the fallback) replaces the first reply.
+        replace = self.generation_id is not None and chunk_id != self.generation_id
+        await self.reply.stream_token(text, is_sequence=replace)
+        self.generation_id = chunk_id
+        self.tokens += 1
+
+    async def node_started(self, event: dict[str, Any]) -> None:
+        if event["name"].startswith("__"):  # LangGraph's own bookkeeping, not a graph node
+            return
+        step = cl.Step(name=step_view(event["name"], {}).title, type="tool", parent_id=self.parent)
+        step.start = utc_now()
+        await step.send()
+        self.open_steps[event["id"]] = step
+
+    async def node_finished(self, event: dict[str, Any]) -> None:
+        node = event["name"]
+        update = event.get("result")
+        update = update if isinstance(update, dict) else {}
+        before = dict(self.state)
+        self.state.update(update)
+        if node == "route" and update.get("task"):
+            self.answer_node = update["task"]
+        step = self.open_steps.pop(event["id"], None)
+        if step is None:
+            return
+        view = step_view(node, update, self.model_label, before)
+        step.name = view.title
+        step.end = utc_now()
+        if event.get("error"):
+            step.is_error = True
+            step.output = f"{type(event['error']).__name__}: {event['error']}"
+        else:
+            step.output = view.body
+        await step.update()
+        self.steps.append(step)
+
+    async def close_open_steps(self, why: str) -> None:
+        for step in self.open_steps.values():
+            step.is_error = True
+            step.output = why
+            step.end = utc_now()
+            await step.update()
+        self.open_steps.clear()
+
+
 async def stream_turn(
     graph: Any,
     thread_id: str,
@@ -88,64 +154,27 @@ async def stream_turn(
     """
     parent = cl.context.current_step.id if cl.context.current_step else None
     reply = cl.Message(content="", author=ASSISTANT)
-    result = TurnResult(message=reply)
-    open_steps: dict[str, cl.Step] = {}
-    answer_node: str | None = None  # the node the route picked; only its tokens are the reply
-    generation_id: str | None = None
-
-    async for mode, event in graph.astream(
-        {"messages": [HumanMessage(content=question)]},
-        config=graph_config(thread_id),
-        stream_mode=["tasks", "messages"],
-    ):
-        if mode == "messages":
-            chunk, meta = event
-            node = meta.get("langgraph_node")
-            if node not in ANSWER_NODES or (answer_node and node != answer_node):
-                continue
-            text = _token_text(chunk)
-            if not text:
-                continue
-            chunk_id = getattr(chunk, "id", None)
-            if generation_id is not None and chunk_id != generation_id:
-                # A second model call (a retry or the fallback) replaces the first reply.
-                await reply.stream_token(text, is_sequence=True)
+    mirror = _Mirror(reply, parent, model_label)
+    try:
+        async for mode, event in graph.astream(
+            {"messages": [HumanMessage(content=question)]},
+            config=graph_config(thread_id),
+            stream_mode=["tasks", "messages"],
+        ):
+            if mode == "messages":
+                await mirror.token(*event)
+            elif "result" in event:
+                await mirror.node_finished(event)
             else:
-                await reply.stream_token(text)
-            generation_id = chunk_id
-            result.streamed_tokens += 1
-        elif "result" not in event:  # a node starts
-            node = event["name"]
-            if node in HIDDEN_NODES or node.startswith("__"):
-                continue
-            step = cl.Step(name=step_view(node, {}).title, type="tool", parent_id=parent)
-            step.start = utc_now()
-            await step.send()
-            open_steps[event["id"]] = step
-        else:  # a node finished
-            node = event["name"]
-            step = open_steps.pop(event["id"], None)
-            update = event.get("result") or {}
-            if not isinstance(update, dict):
-                update = {}
-            before = dict(result.state)
-            result.state.update(update)
-            if node == "route" and update.get("task"):
-                answer_node = update["task"]
-            if step is None:
-                continue
-            view = step_view(node, update, model_label, before)
-            step.name = view.title
-            step.end = utc_now()
-            if event.get("error"):
-                step.is_error = True
-                step.output = f"{type(event['error']).__name__}: {event['error']}"
-            else:
-                step.output = view.body
-            await step.update()
-            result.steps.append(step)
+                await mirror.node_started(event)
+    except asyncio.CancelledError:  # the user pressed stop: no step may stay "running"
+        await mirror.close_open_steps("Stopped.")
+        raise
+    except Exception as e:
+        await mirror.close_open_steps(f"{type(e).__name__}: {e}")
+        raise
 
-    state = result.state
+    state = mirror.state
     answer = state.get("answer") or reply.content or ""
     if state.get("table") in undistilled_tables:
         answer = f"{answer}\n\n_{NOT_DISTILLED_NOTE.format(table=state['table'])}_"
@@ -158,4 +187,4 @@ async def stream_turn(
                 cl.Dataframe(data=rows.reset_index(), name="supporting rows", display="inline")
             ]
     await reply.send()
-    return result
+    return TurnResult(message=reply, state=state, steps=mirror.steps, streamed_tokens=mirror.tokens)

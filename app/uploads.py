@@ -94,6 +94,32 @@ async def add_upload(
     return table, {"name": table.name, "path": str(kept)}
 
 
+async def take_files(
+    settings: ChatSettings,
+    thread_id: str,
+    files: Sequence[tuple[str, str]],
+    records: Sequence[dict[str, str]],
+    taken: Sequence[str],
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Add every attached ``(path, name)`` file; return the new session records and the replies.
+
+    A bad file does not stop the others: its reply is the loader's one-line message.
+    """
+    records = list(records)
+    replies: list[str] = []
+    for path, name in files:
+        try:
+            table, record = await add_upload(
+                settings, thread_id, path, name, [*taken, *(r["name"] for r in records)]
+            )
+        except InputError as e:
+            replies.append(f"Could not use {name}: {e}")
+            continue
+        records.append(record)
+        replies.append(added_message(table))
+    return records, replies
+
+
 async def session_tables(records: Sequence[dict[str, str]], taken: Sequence[str]) -> list[Table]:
     """The tables of a session's upload records whose files still exist."""
     tables: list[Table] = []

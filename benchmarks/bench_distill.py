@@ -2,14 +2,17 @@
 
 Phases (each merges its results into benchmarks/results/distill.json):
 
-    python benchmarks/bench_distill.py prepare      # cars.csv -> dataset (configs/prepare_cars.yaml)
-    python benchmarks/bench_distill.py adapt        # teacher adaptation: full vs LoRA, time to target
-    python benchmarks/bench_distill.py distill      # student: KD vs hard labels, same steps and seed
-    python benchmarks/bench_distill.py throughput   # training tokens/s: hard, online KD, cached KD
-    python benchmarks/bench_distill.py speed        # per-answer latency: teacher vs student
+    python benchmarks/bench_distill.py prepare     # cars.csv -> dataset (prepare_cars.yaml)
+    python benchmarks/bench_distill.py adapt       # teacher adaptation: full vs LoRA to target
+    python benchmarks/bench_distill.py steptime    # teacher adaptation: s/step full vs LoRA
+    python benchmarks/bench_distill.py distill     # student: KD vs hard labels, same steps/seed
+    python benchmarks/bench_distill.py throughput  # training tokens/s: hard, online/cached KD
+    python benchmarks/bench_distill.py speed       # per-answer latency: teacher vs student arch
     python benchmarks/bench_distill.py all
 
-Work files go to benchmarks/results/tmp_distill/ (git-ignored). CPU heavy: minutes to an hour.
+Work files go to benchmarks/results/tmp_distill/ (git-ignored). `adapt` and `distill` train
+SmolLM2-135M for hundreds of steps: hours on a 2-core CPU, minutes on a GPU. `steptime`,
+`throughput` and `speed` are the reduced forms that fit a small CPU (a few minutes each).
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def phase_prepare(args) -> None:
     if (DATA / "train.jsonl").is_file():
         print(f"dataset exists: {DATA}")
         return
-    cmd = [sys.executable, "-m", "distillation.cli", "prepare", str(ROOT / "examples/data/cars.csv"),
-           "--out", str(DATA), "--config", str(ROOT / "configs/prepare_cars.yaml"), "-q"]
+    cmd = [sys.executable, "-m", "distillation.cli", "prepare",
+           str(ROOT / "examples/data/cars.csv"), "--out", str(DATA),
+           "--config", str(ROOT / "configs/prepare_cars.yaml"), "-q"]
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -158,7 +162,9 @@ def phase_throughput(args) -> None:
     """Training tokens/s for hard labels, online KD and cached KD (median over steps)."""
     from distillation.trainer import read_history, run_distillation
 
-    teacher = str(_adapted_teacher())
+    adapted = WORK / "adapt_full" / "teacher_adapted"
+    teacher = str(adapted) if (adapted / "config.json").is_file() else "embedded"
+    train, val = load_split("train", args.train_samples), load_split("val", 4)
     variants = {"hard_labels": (0.0, "cached"), "online_kd": (0.5, "online"),
                 "cached_kd": (0.5, "cached")}
     speeds: dict[str, list[float]] = {k: [] for k in variants}
@@ -171,49 +177,109 @@ def phase_throughput(args) -> None:
                 output_dir=WORK / f"tput_{name}", teacher_adaptation={"enabled": False},
                 cache={"dir": str(WORK / "tput_cache")},
             )
-            result = run_distillation(cfg, progress=False)
+            result = run_distillation(cfg, progress=False, train_records=train, val_records=val)
             rows = [r for r in read_history(result.history_path) if r["event"] == "train"]
-            speeds[name] += [r["tokens_per_s"] for r in rows[2:]]  # skip warm-up steps
+            speeds[name] += [r["tokens_per_s"] for r in rows[1:]]  # skip the warm-up step
     med = {k: statistics.median(v) for k, v in speeds.items()}
     merge_results("throughput", {
         "tokens_per_s_median": med,
         "cached_over_hard": med["cached_kd"] / med["hard_labels"],
         "online_over_hard": med["online_kd"] / med["hard_labels"],
+        "tokens_per_s_all": speeds, "teacher": teacher, "train_pairs": len(train),
         "steps_per_run": args.steps, "repeats": args.repeats, "student_layers": args.layers,
-        "note": "cache build time excluded (built once, reused by every run)",
+        "note": "cache build time excluded (built once, reused by every run); first step of "
+        "each run skipped",
     })
 
 
 def phase_speed(args) -> None:
-    """Seconds per answer (batch 1, greedy) and parameters: adapted teacher vs KD student."""
-    from distillation.generation import generate_answers
-    from distillation.models import load_model_and_tokenizer
+    """Seconds per answer (batch 1, prompt + a fixed 16 new tokens): teacher vs pruned student.
+
+    Latency depends on the architecture, not on training, so the student is the teacher with
+    ``--layers`` layers kept; every answer is forced to 16 tokens so both do the same work.
+    """
+    import torch
+
+    from distillation.data import encode_prompt
+    from distillation.models import load_model_and_tokenizer, prune_layers
 
     test = load_split("test", args.test_samples)
-    dirs = {"teacher": str(_adapted_teacher()), "student": str(WORK / "student_kd" / "student")}
+    teacher, tok = load_model_and_tokenizer("embedded", dtype="float32", device="cpu")
+    models = {"teacher": teacher, "student": prune_layers(teacher, args.layers).eval()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch.no_grad():
+        for pair in test:  # interleaved per pair, so machine load hits both alike
+            ids = torch.tensor([encode_prompt(tok, pair["context"], pair["question"])])
+            for k, model in models.items():
+                t0 = time.perf_counter()
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                               do_sample=False, max_new_tokens=16, min_new_tokens=16,
+                               pad_token_id=tok.pad_token_id)
+                times[k].append(time.perf_counter() - t0)
     out = {}
-    models = {k: load_model_and_tokenizer(d, dtype="float32", device="cpu")
-              for k, d in dirs.items()}
-    times: dict[str, list[float]] = {k: [] for k in dirs}
-    for pair in test:  # interleaved per pair
-        for k, (model, tok) in models.items():
-            t0 = time.perf_counter()
-            generate_answers(model, tok, [pair], max_new_tokens=112, batch_size=1)
-            times[k].append(time.perf_counter() - t0)
-    for k, (model, _) in models.items():
-        out[k] = {"parameters": sum(p.numel() for p in model.parameters()),
+    for k, model in models.items():
+        out[k] = {"layers": model.config.num_hidden_layers,
+                  "parameters": sum(p.numel() for p in model.parameters()),
                   "median_s_per_answer": statistics.median(times[k]),
                   "mean_s_per_answer": statistics.mean(times[k])}
-    out["speedup_median"] = out["teacher"]["median_s_per_answer"] / out["student"][
-        "median_s_per_answer"]
+    out["speedup_median"] = (out["teacher"]["median_s_per_answer"]
+                             / out["student"]["median_s_per_answer"])
+    out["speedup_mean"] = out["teacher"]["mean_s_per_answer"] / out["student"]["mean_s_per_answer"]
     out["param_ratio"] = out["student"]["parameters"] / out["teacher"]["parameters"]
     out["answers"] = len(test)
+    out["new_tokens_per_answer"] = 16
     merge_results("speed", out)
+
+
+def phase_steptime(args) -> None:
+    """Teacher adaptation cost per step, full fine-tune vs LoRA, interleaved on the same batches."""
+    import copy
+
+    from distillation.config import LoraSettings
+    from distillation.data import answer_logits, collate, encode_records
+    from distillation.losses import ce_loss
+    from distillation.models import apply_lora, load_model_and_tokenizer
+    from distillation.trainer import Cursor, make_optimizer, take_batch
+
+    train = load_split("train")
+    base, tok = load_model_and_tokenizer("embedded", dtype="float32", device="cpu")
+    examples = encode_records(tok, train, 768)
+    lengths = [len(e["input_ids"]) for e in examples]
+    lora = LoraSettings()
+    models = {"full": base.train(),
+              "lora": apply_lora(copy.deepcopy(base), r=lora.r, alpha=lora.alpha,
+                                 dropout=lora.dropout, target_modules=lora.target_modules).train()}
+    opts = {k: make_optimizer(m, 1e-5, 0.0) for k, m in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    tokens = []
+    cursor = Cursor()
+    for step in range(args.steps + 1):
+        idx = take_batch(cursor, lengths, 8, 0, 1)[0]
+        batch = collate([examples[i] for i in idx], tok.pad_token_id)
+        tokens.append(batch["n_tokens"])
+        for k, model in models.items():
+            t0 = time.perf_counter()
+            loss = ce_loss(answer_logits(model, batch, len(tok)), batch["targets"])
+            loss.backward()
+            opts[k].step()
+            opts[k].zero_grad(set_to_none=True)
+            if step:  # step 0 warms up
+                times[k].append(time.perf_counter() - t0)
+        print(f"step {step}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items() if v))
+    trainable = {k: sum(p.numel() for p in m.parameters() if p.requires_grad)
+                 for k, m in models.items()}
+    out = {k: {"median_s_per_step": statistics.median(v), "mean_s_per_step": statistics.mean(v),
+               "trainable_parameters": trainable[k]} for k, v in times.items()}
+    out["lora_over_full_time"] = out["lora"]["median_s_per_step"] / out["full"]["median_s_per_step"]
+    out.update(steps=args.steps, batch_size=8, mean_tokens_per_batch=statistics.mean(tokens[1:]),
+               lora_settings=lora.model_dump())
+    merge_results("teacher_adaptation_step_time", out)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("phase", choices=["prepare", "adapt", "distill", "throughput", "speed", "all"])
+    p.add_argument("phase", choices=["prepare", "adapt", "steptime", "distill", "throughput",
+                                     "speed", "all"])
     p.add_argument("--modes", nargs="+", default=["full", "lora"])
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=50)
@@ -227,10 +293,11 @@ def main() -> None:
     p.add_argument("--kd-ratio", type=float, default=0.5)
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--train-samples", type=int, default=64)
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     WORK.mkdir(parents=True, exist_ok=True)
-    defaults = {"adapt": 150, "distill": 200, "throughput": 8}
+    defaults = {"adapt": 150, "distill": 200, "throughput": 5, "steptime": 4}
     phases = ["prepare", "adapt", "distill", "throughput", "speed"] if args.phase == "all" \
         else [args.phase]
     for phase in phases:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import operator
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<=": operator.le,
 }
 AGGS = ("count", "mean", "sum", "min", "max")
+ROW_CACHE = 8  # filters whose row sets stay cached per table
 
 
 class ProgramError(ValueError):
@@ -70,6 +72,11 @@ class TableIndex:
         self._cells: dict[str, Any] = {}
         self._row_text: dict[int, str] = {}
         self._facts: dict[str, list[str]] = {}
+        # Small results are kept for good; row sets (up to n_rows ids each) only for the last
+        # few filters, which covers the repeated calls while one pair is built and checked.
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._stats: dict[tuple[str, str], dict[str, float] | None] = {}
+        self._extremes: dict[tuple, int | str] = {}
 
     # entities ---------------------------------------------------------------------------
     def entity_strings(self) -> np.ndarray:
@@ -185,14 +192,32 @@ def _check_where(where: list[dict]) -> None:
             raise ProgramError(f"bad condition op {c['op']!r}; use one of {list(OPS)}")
 
 
+def _where_key(where: list[dict]) -> str:
+    return json.dumps(where, sort_keys=True, default=str)
+
+
 def rows_where(table: Table, where: list[dict]) -> np.ndarray:
-    """Row ids (sorted int64) of rows matching every condition of `where`.
+    """Row ids (sorted int64, read-only) of rows matching every condition of `where`.
 
     Equality conditions use the cached group index (no full scan per question); thresholds
     compare the cached float array. Null cells never match.
     """
     _check_where(where)
     idx = index_for(table)
+    key = _where_key(where)
+    rows = idx._rows.get(key)
+    if rows is None:
+        rows = _rows_where(idx, where)
+        rows.flags.writeable = False
+        idx._rows[key] = rows
+        if len(idx._rows) > ROW_CACHE:
+            idx._rows.popitem(last=False)
+    else:
+        idx._rows.move_to_end(key)
+    return rows
+
+
+def _rows_where(idx: TableIndex, where: list[dict]) -> np.ndarray:
     eq = [c for c in where if c["op"] == "=="]
     rest = [c for c in where if c["op"] != "=="]
     if eq:
@@ -203,12 +228,15 @@ def rows_where(table: Table, where: list[dict]) -> np.ndarray:
         if rows is None:
             rows = np.empty(0, dtype=np.int64)
     else:
-        rows = np.arange(idx.n_rows, dtype=np.int64)
+        rows = None  # all rows: thresholds then scan whole columns, no index array needed
     for c in rest:
-        x = idx.numeric(c["column"])[rows]
+        x = idx.numeric(c["column"])
         with np.errstate(invalid="ignore"):
-            rows = rows[OPS[c["op"]](x, float(c["value"]))]
-    return rows
+            if rows is None:
+                rows = np.flatnonzero(OPS[c["op"]](x, float(c["value"])))
+            else:
+                rows = rows[OPS[c["op"]](x[rows], float(c["value"]))]
+    return np.asarray(rows, dtype=np.int64)
 
 
 def _fmt(table: Table, col: str | None, value: Any, decimals: int) -> str:
@@ -223,6 +251,15 @@ def fact_where(table: Table, where: list[dict], decimals: int = 2) -> str:
         val = _fmt(table, c["column"], c["value"], decimals)
         parts.append(f"{table.display_name(c['column'])} {op} {val}")
     return " and ".join(parts)
+
+
+def where_stats(table: Table, where: list[dict], col: str) -> dict[str, float] | None:
+    """`column_stats` of the rows matching `where`, cached per (filter, column)."""
+    idx = index_for(table)
+    key = (_where_key(where), col)
+    if key not in idx._stats:
+        idx._stats[key] = column_stats(table, rows_where(table, where), col)
+    return idx._stats[key]
 
 
 def column_stats(table: Table, rows: np.ndarray, col: str) -> dict[str, float] | None:
@@ -265,7 +302,7 @@ def facts_for(table: Table, filter_spec: dict, decimals: int = 2) -> list[str]:
     w = fact_where(table, where, decimals)
     lines = [serialize_fact(f"rows where {w}: {len(rows)}")]
     for col in columns:
-        st = column_stats(table, rows, col)
+        st = where_stats(table, where, col)
         if st is None:
             continue
         name = table.display_name(col)
@@ -331,18 +368,38 @@ def superlative_row(
     """
     if direction not in ("max", "min"):
         raise ProgramError(f"bad direction {direction!r}")
+    idx = index_for(table)
+    key = (_where_key(where), column, direction, decimals)
+    found = idx._extremes.get(key)
+    if found is None:
+        found = _superlative_row(table, where, column, direction, decimals)
+        idx._extremes[key] = found
+    if isinstance(found, str):
+        raise ProgramError(found)
+    return found
+
+
+def _superlative_row(
+    table: Table, where: list[dict], column: str, direction: str, decimals: int
+) -> int | str:
+    """The winning row id, or the reason there is none (as text, so it can be cached)."""
     rows = rows_where(table, where)
     x = index_for(table).numeric(column)[rows]
     ok = ~np.isnan(x)
     if not ok.any():
-        raise ProgramError("no row in the filter has a value")
+        return "no row in the filter has a value"
     rows, x = rows[ok], x[ok]
     best = int(np.argmax(x) if direction == "max" else np.argmin(x))
-    shown = format_number(float(x[best]), decimals)
-    # Rounding ties: any other value within one display unit that prints the same.
-    near = np.flatnonzero(np.abs(x - x[best]) <= 10.0 ** (-decimals))
-    if sum(format_number(float(x[i]), decimals) == shown for i in near) > 1:
-        raise ProgramError(f"several rows share the {direction} {column} ({shown})")
+    top = x[best]
+    shown = format_number(float(top), decimals)
+    if int((x == top).sum()) > 1:
+        return f"several rows share the {direction} {column} ({shown})"
+    # Rounding ties: another value within one display unit that prints the same.
+    near = np.flatnonzero(np.abs(x - top) <= 10.0 ** (-decimals))
+    if len(near) > 1 and any(
+        format_number(float(x[i]), decimals) == shown for i in near if i != best
+    ):
+        return f"several rows share the {direction} {column} ({shown})"
     return int(rows[best])
 
 
@@ -362,10 +419,9 @@ def _run_aggregate(table: Table, p: dict, d: int) -> str:
     agg = p["agg"]
     if agg not in AGGS:
         raise ProgramError(f"bad agg {agg!r}; use one of {AGGS}")
-    rows = rows_where(table, p["where"])
     if agg == "count":
-        return str(len(rows))
-    st = column_stats(table, rows, p["column"])
+        return str(len(rows_where(table, p["where"])))
+    st = where_stats(table, p["where"], p["column"])
     if st is None:
         raise ProgramError("no row in the filter has a value")
     return _fmt(table, p["column"], st[agg], d)
@@ -398,7 +454,7 @@ def group_summary(
         head += ": " + join_words([idx.entity_name(int(r)) for r in rows])
     parts = [head + "."]
     for col in columns:
-        st = column_stats(table, rows, col)
+        st = where_stats(table, where, col)
         if st is None:
             continue
         lo, hi, mean = (_fmt(table, col, st[k], decimals) for k in ("min", "max", "mean"))

@@ -16,14 +16,15 @@ arithmetic, and the context shows no more than that.
   (``program.evidence = "rows"``). Otherwise the rows cannot all be shown, so the context gets the
   filter's fact lines from `programs.facts_for` (row count; mean/min/max/sum of the asked
   column) plus up to ``max_context_rows // 2`` rows of the group from this split
-  (``evidence = "facts"``): for a superlative, the split's top rows by the column, which always
-  include the winner (the pair is only made when the winner is in the split), so the answer is
-  the row whose value matches the stated max/min. A group summary then states counts and ranges
-  without naming entities. The serving graph calls the same `facts_for`.
+  (``evidence = "facts"``): for a superlative these always include the winner (the pair is
+  only made when the winner is in the split), so the answer is the row whose value matches the
+  stated max/min. A group summary then states counts and ranges without naming entities. The
+  serving graph calls the same `facts_for`.
 
-Rows are listed in row-id order (never by value, which would leak the answer), then facts.
-No per-row Python work runs over a whole table: rows are sampled, groups come from cached
-``groupby(...).indices``, statistics are numpy reductions over one group.
+Numeric thresholds come from a fixed grid (the column's rounded 2%–98% quantiles). Rows are
+listed in row-id order (never by value, which would leak the answer), then facts. No per-row
+Python work runs over a whole table: rows are sampled, groups come from cached
+``groupby(...).indices``, statistics are numpy reductions over one group, cached per filter.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ from data_loaders.templates import (
 MAX_FILTER_VALUES = 1000  # categorical columns with more distinct values are not used as filters
 MAX_FAILURES = 200  # consecutive failed draws after which a question type counts as exhausted
 SUMMARY_GROUP_COLUMNS = 2  # numeric columns described in a group summary
+TIE_RATIO = 4  # superlatives skip groups larger than this many times a column's distinct values
+THRESHOLD_LEVELS = 49  # quantiles offered as numeric thresholds (2%, 4%, ..., 98%)
 
 
 def entity_pool(table: Table) -> np.ndarray:
@@ -170,12 +173,14 @@ class PairGenerator:
         self.noun = entity_noun(table, config.entity_noun)
         self.nouns = plural(self.noun)
         self.claims_made: dict[str, int] = {}
+        self._grids: dict[str, list[int | float]] = {}
         df = table.df
 
         def distinct(c: str) -> int:
             return int(df[c].nunique(dropna=True))
 
-        self.numeric_cols = [c for c in table.columns_of("numeric") if distinct(c) >= 2]
+        self.distinct = {c: distinct(c) for c in table.columns_of("numeric")}
+        self.numeric_cols = [c for c in table.columns_of("numeric") if self.distinct[c] >= 2]
         self.filter_cols = [
             c for c in table.columns_of("categorical") if 2 <= distinct(c) <= MAX_FILTER_VALUES
         ]
@@ -347,12 +352,29 @@ class PairGenerator:
         if not numeric:
             return None
         col = self._pick(numeric, rng)
-        x = self.idx.numeric(col)[int(rng.integers(self.idx.n_rows))]
-        if np.isnan(x):
+        grid = self._thresholds(col)
+        if not grid:
             return None
-        text = format_number(float(x), self.decimals)
-        value = float(text) if "." in text else int(text)
+        value = grid[int(rng.integers(len(grid)))]
         return [{"column": col, "op": ">" if rng.random() < 0.5 else "<", "value": value}]
+
+    def _thresholds(self, col: str) -> list[int | float]:
+        """Threshold values for a column: its rounded 2%, 4%, ..., 98% quantiles (distinct).
+
+        A fixed grid (rather than any cell value) keeps the set of threshold filters small, so
+        their row sets and statistics are computed once and reused.
+        """
+        grid = self._grids.get(col)
+        if grid is None:
+            x = self.idx.numeric(col)
+            x = x[~np.isnan(x)]
+            grid = []
+            if x.size:
+                qs = np.quantile(x, np.linspace(0.02, 0.98, THRESHOLD_LEVELS))
+                for text in dict.fromkeys(format_number(float(q), self.decimals) for q in qs):
+                    grid.append(float(text) if "." in text else int(text))
+            self._grids[col] = grid
+        return grid
 
     def _where_slots(self, where: list[dict]) -> dict[str, str]:
         return {
@@ -366,12 +388,32 @@ class PairGenerator:
         """Evidence kind and context rows for a group (see the module docstring)."""
         if len(rows) < min_rows:
             return None
-        in_split = rows[self.split_of_row[rows] == code]
-        if len(rows) <= self.max_ctx and len(in_split) == len(rows):
+        if len(rows) <= self.max_ctx and bool(np.all(self.split_of_row[rows] == code)):
             return "rows", [int(r) for r in rows]
-        k = min(len(in_split), max(1, self.max_ctx // 2))
-        shown = rng.choice(in_split, size=k, replace=False) if k else []
-        return "facts", [int(r) for r in shown]
+        return "facts", self._sample_in_split(rows, code, max(1, self.max_ctx // 2), rng)
+
+    def _sample_in_split(
+        self, rows: np.ndarray, code: int, k: int, rng: np.random.Generator, first: int = -1
+    ) -> list[int]:
+        """Up to `k` distinct rows of `rows` in split `code` (`first` included if given).
+
+        Rejection sampling costs O(k / share of the split) instead of a scan of a large group;
+        small groups, or groups where the split is rare, are scanned.
+        """
+        picked = [first] if first >= 0 else []
+        if len(rows) > 64:
+            for _ in range(40 * k):
+                if len(picked) >= k:
+                    return sorted(picked)
+                r = int(rows[int(rng.integers(len(rows)))])
+                if self.split_of_row[r] == code and r not in picked:
+                    picked.append(r)
+        rest = rows[self.split_of_row[rows] == code]
+        rest = rest[~np.isin(rest, picked)]
+        n = min(len(rest), k - len(picked))
+        if n > 0:
+            picked += [int(r) for r in rng.choice(rest, size=n, replace=False)]
+        return sorted(picked)
 
     # ----------------------------------------------------------------------------------------
     # question types
@@ -410,26 +452,34 @@ class PairGenerator:
         return self._make(tmpl, program, slots, [ra, rb])  # ties raise ProgramError
 
     def _superlative(self, tmpl, split, code, pool, rng) -> QAPair | None:
-        col = self._pick(self.numeric_cols, rng)
-        where = self._where(pool, rng, exclude=col)
+        where = self._where(pool, rng)
         if where is None:
             return None
+        rows = rows_where(self.table, where)
+        used = {c["column"] for c in where}
+        # A column with far fewer distinct values than the group has rows almost surely ties
+        # at its extreme; leave those out rather than pay an O(group) search for nothing.
+        cols = [
+            c for c in self.numeric_cols
+            if c not in used and len(rows) <= TIE_RATIO * self.distinct[c]
+        ]
+        if not cols:
+            return None
+        col = self._pick(cols, rng)
         direction = "max" if rng.random() < 0.5 else "min"
         winner = superlative_row(self.table, where, col, direction, self.decimals)
         if self.split_of_row[winner] != code:
             return None
-        rows = rows_where(self.table, where)
         ev = self._group_context(rows, code, rng, min_rows=2)
         if ev is None:
             return None
         evidence, shown = ev
         facts = []
         if evidence == "facts":
-            # The split's top rows by the column: the winner first, then the runners-up.
-            cand = rows[self.split_of_row[rows] == code]
-            vals = self.idx.numeric(col)[cand]
-            order = np.argsort(-vals if direction == "max" else vals, kind="stable")
-            shown = [int(r) for r in cand[order[: max(1, self.max_ctx // 2)]]]
+            # The winner and other rows of the group from this split; the facts state the
+            # max/min, which only the winner's row shows.
+            k = max(1, self.max_ctx // 2)
+            shown = self._sample_in_split(rows, code, k, rng, first=winner)
             facts = facts_for(self.table, {"where": where, "columns": [col]}, self.decimals)
         program = {
             "op": "superlative",

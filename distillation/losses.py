@@ -135,6 +135,99 @@ def _ce_row_loss(student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
+# Chunk kernels: loss sum and gradient w.r.t. the raw student logits of one chunk of rows.
+# Each takes `rows` (C, V), a private float copy it may overwrite, and the matching rows of the
+# other inputs (also private copies), and works in place so that only 3-4 (C, V) float buffers
+# exist at once. The formulas are the analytic gradients of the row losses above; the tests
+# check them against autograd on the plain path.
+# --------------------------------------------------------------------------------------------
+
+ChunkFn = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Sum of a * b over all elements without materialising the product."""
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+def _dense_chunk(
+    rows: torch.Tensor,
+    teacher: torch.Tensor,
+    *,
+    kind: Kind,
+    beta: float,
+    temperature: float,
+    need_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Loss sum and d(loss sum)/d(student logits) of `_dense_row_loss` for one chunk."""
+    tau = temperature
+    s = rows.div_(tau)
+    s.sub_(torch.logsumexp(s, dim=-1, keepdim=True))  # (C, V) log P_S
+    t = teacher.to(s.dtype).div_(tau)
+    t.sub_(torch.logsumexp(t, dim=-1, keepdim=True))  # (C, V) log P_T
+    if kind == "forward_kl" or (kind == "jsd" and beta == 0.0):
+        p = t.exp()  # (C, V) P_T
+        d = t.sub_(s).masked_fill_(p == 0, 0.0)  # log P_T - log P_S, 0 where P_T = 0
+        loss = _dot(p, d)
+        # d/du with u = z / tau: P_S * sum_v P_T - P_T.
+        grad = s.exp_().mul_(p.sum(-1, keepdim=True)).sub_(p) if need_grad else None
+    elif kind == "reverse_kl" or (kind == "jsd" and beta == 1.0):
+        p = s.exp()  # (C, V) P_S
+        d = t.neg_().add_(s).masked_fill_(p == 0, 0.0)  # log P_S - log P_T
+        kl = torch.bmm(p.unsqueeze(1), d.unsqueeze(2)).view(-1, 1)  # (C, 1) per-row KL
+        loss = kl.sum()
+        # g = P_S (d + 1) w.r.t. log P_S; d/du = g - P_S sum_v g = P_S (d - KL - (sum P_S - 1)).
+        grad = d.sub_(kl + (p.sum(-1, keepdim=True) - 1.0)).mul_(p) if need_grad else None
+    else:
+        m = s + math.log1p(-beta)
+        torch.logaddexp(m, t + math.log(beta), out=m)  # (C, V) log M
+        p = t.exp()  # (C, V) P_T
+        loss_t = _dot(p, t.sub_(m).masked_fill_(p == 0, 0.0))
+        torch.exp(s, out=p)  # (C, V) P_S, reusing the buffer
+        d = s.sub_(m).masked_fill_(p == 0, 0.0)  # log P_S - log M
+        loss = beta * loss_t + (1.0 - beta) * _dot(p, d)
+        # g = (1 - beta) P_S (log P_S - log M) w.r.t. log P_S (the P_T and M terms cancel);
+        # d/du = g - P_S sum_v g.
+        if need_grad:
+            grad = d.mul_(p).mul_(1.0 - beta)
+            grad.addcmul_(p, grad.sum(-1, keepdim=True), value=-1.0)
+        else:
+            grad = None
+    # The loss is scaled by tau^2 and du/dz = 1 / tau.
+    return loss * tau**2, (grad.mul_(tau) if grad is not None else None)
+
+
+def _ce_chunk(
+    rows: torch.Tensor, labels: torch.Tensor, *, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Loss sum and gradient (softmax - one-hot) of `_ce_row_loss` for one chunk."""
+    lse = torch.logsumexp(rows, dim=-1, keepdim=True)  # (C, 1)
+    loss = (lse.squeeze(-1) - rows.gather(-1, labels.unsqueeze(-1)).squeeze(-1)).sum()
+    if not need_grad:
+        return loss, None
+    grad = rows.sub_(lse).exp_()  # (C, V) softmax
+    grad[torch.arange(grad.shape[0], device=grad.device), labels] -= 1.0
+    return loss, grad
+
+
+def _autograd_chunk(row_loss: RowLoss) -> ChunkFn:
+    """Chunk kernel for any row loss, by running autograd on the chunk alone."""
+
+    def chunk(
+        rows: torch.Tensor, *others: torch.Tensor, need_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not need_grad:
+            return row_loss(rows, *others).sum(), None
+        with torch.enable_grad():
+            rows.requires_grad_(True)
+            loss = row_loss(rows, *others).sum()
+            (grad,) = torch.autograd.grad(loss, rows)
+        return loss.detach(), grad
+
+    return chunk
+
+
+# --------------------------------------------------------------------------------------------
 # Plain and chunked reductions over the non-ignored positions.
 # --------------------------------------------------------------------------------------------
 
@@ -154,9 +247,9 @@ def _plain_mean(
 
 
 class _ChunkedMean(torch.autograd.Function):
-    """Mean of a row loss over selected rows, gradient computed chunk by chunk in forward.
+    """Mean of a loss over selected rows, its gradient computed chunk by chunk in forward.
 
-    Only one chunk of float32 rows (and its autograd temporaries) is alive at a time; the
+    Only one chunk of float32 rows (and the kernel's few buffers) is alive at a time; the
     gradient w.r.t. the student logits is written into a `(B, T, V)` buffer of the student's
     dtype, which backward hands over (scaled by the incoming gradient).
     """
@@ -167,7 +260,7 @@ class _ChunkedMean(torch.autograd.Function):
         student_logits: torch.Tensor,
         positions: torch.Tensor,
         chunk_size: int,
-        row_loss: RowLoss,
+        chunk_fn: ChunkFn,
         *row_inputs: torch.Tensor,
     ) -> torch.Tensor:
         """Return the mean loss; store the (B, T, V) gradient on ctx."""
@@ -179,18 +272,14 @@ class _ChunkedMean(torch.autograd.Function):
         scale = 1.0 / max(n, 1)
         for start in range(0, n, chunk_size):
             b, t = positions[start : start + chunk_size].unbind(1)
-            rows = student_logits[b, t].to(cdtype)  # (C, V): a copy of one chunk only
+            # Advanced indexing copies, so the kernel owns `rows` and `others` (one chunk each).
+            rows = student_logits[b, t].to(cdtype)  # (C, V)
             others = [x[b, t] for x in row_inputs]
-            if need_grad:
-                with torch.enable_grad():
-                    rows.requires_grad_(True)
-                    chunk_loss = row_loss(rows, *others).sum()
-                    (chunk_grad,) = torch.autograd.grad(chunk_loss, rows)
-                grad[b, t] = (chunk_grad * scale).to(grad.dtype)
-            else:
-                chunk_loss = row_loss(rows, *others).sum()
-            total += chunk_loss.detach()
-            del rows, others, chunk_loss  # free this chunk before the next one is gathered
+            chunk_loss, chunk_grad = chunk_fn(rows, *others, need_grad=need_grad)
+            if grad is not None and chunk_grad is not None:
+                grad[b, t] = chunk_grad.mul_(scale).to(grad.dtype)
+            total += chunk_loss
+            del rows, others, chunk_grad  # free this chunk before the next one is gathered
         # Kept as a plain attribute, not save_for_backward, so backward can drop the reference
         # and autograd may take the buffer over instead of copying it.
         ctx.grad = grad
@@ -214,18 +303,19 @@ class _ChunkedMean(torch.autograd.Function):
 
 def _mean_over_tokens(
     row_loss: RowLoss,
+    chunk_fn: ChunkFn,
     student_logits: torch.Tensor,
     labels: torch.Tensor,
     ignore_index: int,
     chunk_size: int | None,
     row_inputs: tuple[torch.Tensor, ...],
 ) -> torch.Tensor:
-    """Dispatch to the plain or chunked mean of `row_loss` over non-ignored tokens."""
+    """Plain (`row_loss`) or chunked (`chunk_fn`) mean over the non-ignored tokens."""
     mask = labels != ignore_index  # (B, T)
     if chunk_size is None:
         return _plain_mean(row_loss, student_logits, mask, row_inputs)
     positions = mask.nonzero()  # (N, 2), row-major like boolean indexing
-    return _ChunkedMean.apply(student_logits, positions, chunk_size, row_loss, *row_inputs)
+    return _ChunkedMean.apply(student_logits, positions, chunk_size, chunk_fn, *row_inputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,9 +481,15 @@ def kd_divergence(
     _check_chunk_size(chunk_size)
     _check_student_and_labels(student_logits, labels, ignore_index)
     _check_teacher_logits(student_logits, teacher_logits)
-    row_loss = partial(_dense_row_loss, kind=kind, beta=float(beta), temperature=float(temperature))
+    params = {"kind": kind, "beta": float(beta), "temperature": float(temperature)}
     return _mean_over_tokens(
-        row_loss, student_logits, labels, ignore_index, chunk_size, (teacher_logits.detach(),)
+        partial(_dense_row_loss, **params),
+        partial(_dense_chunk, **params),
+        student_logits,
+        labels,
+        ignore_index,
+        chunk_size,
+        (teacher_logits.detach(),),
     )
 
 
@@ -547,6 +643,7 @@ def sparse_kd_divergence(
     )
     return _mean_over_tokens(
         row_loss,
+        _autograd_chunk(row_loss),
         student_logits,
         labels,
         ignore_index,
@@ -577,7 +674,7 @@ def ce_loss(
     _check_chunk_size(chunk_size)
     _check_student_and_labels(student_logits, labels, ignore_index)
     return _mean_over_tokens(
-        _ce_row_loss, student_logits, labels, ignore_index, chunk_size, (labels.long(),)
+        _ce_row_loss, _ce_chunk, student_logits, labels, ignore_index, chunk_size, (labels.long(),)
     )
 
 

@@ -277,7 +277,7 @@ class Nodes:
     def _answer_checked(self, query: str, first: Retrieval, mode: str) -> dict:
         """Student answer → check → one wider retry → fallback → plain 'unsupported' reply."""
         summary = mode == "summary"
-        index = self.retriever.indexes[self.retriever.tables.index(first.table)]
+        index = self.retriever.index_of(first.table)
         attempts = 0
         tried: list[tuple[str, Retrieval, Verdict]] = []
         r = first

@@ -414,6 +414,10 @@ class Retriever:
         order = np.argsort(-scores, kind="stable")[:k]
         return [int(i) for i in order if scores[i] > self.config.bm25_min_score]
 
+    def index_of(self, table: Table) -> TableIndex:
+        """The name index of one of the retriever's tables (by identity)."""
+        return next(ix for ix in self.indexes if ix.table is table)
+
     def parse(self, query: str) -> list[QueryParse]:
         """The query read against every table."""
         return [parse_query(query, ix) for ix in self.indexes]

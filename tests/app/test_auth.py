@@ -53,3 +53,29 @@ def test_bad_entries_are_refused(value):
 def test_missing_users_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_users({ENV_USERS_FILE: str(tmp_path / "nope")})
+
+
+def test_app_switches_to_password_login_when_users_are_configured(monkeypatch, tmp_path):
+    import asyncio
+    import importlib
+
+    from chainlit.config import config as cl_config
+
+    import app.app as app_module
+
+    monkeypatch.setenv("DISTILLGRAPH_CHAT_DIR", str(tmp_path))
+    monkeypatch.setenv(ENV_USERS, f"alice:{hash_password('pw', iterations=1000)}")
+    try:
+        module = importlib.reload(app_module)
+        assert cl_config.code.password_auth_callback is not None
+        user = asyncio.run(module.password_login("alice", "pw"))
+        assert user is not None and user.identifier == "alice"
+        assert asyncio.run(module.password_login("alice", "wrong")) is None
+        assert asyncio.run(module.password_login("mallory", "pw")) is None
+    finally:
+        cl_config.code.password_auth_callback = None
+        monkeypatch.delenv(ENV_USERS)
+        module = importlib.reload(app_module)
+    # without users everyone is the one local user (history still works)
+    assert cl_config.code.header_auth_callback is not None
+    assert asyncio.run(module.local_login({})).identifier == "local"

@@ -271,3 +271,27 @@ def test_two_conversations_do_not_wait_on_each_other(handlers, tmp_path, chainli
     elapsed = asyncio.run(main())
     assert elapsed < 2 * delay  # the two model calls overlapped
     assert max(lags) < delay / 2  # the event loop never waited on the model
+
+
+class BrokenModel(SlowFake):
+    def _stream(self, *args, **kwargs):
+        raise RuntimeError("model crashed")
+        yield  # pragma: no cover
+
+
+def test_a_failing_model_leaves_no_step_running(handlers, tmp_path, chainlit_context, cars_tables):
+    install_runtime(make_settings(tmp_path), BrokenModel(messages=iter([])), InMemorySaver(),
+                    cars_tables)
+
+    async def turn():
+        ctx = chainlit_context("t-err")
+        with pytest.raises(RuntimeError, match="model crashed"):
+            await handlers.message(cl.Message(content=QA, type="user_message"))
+        return ctx.emitter
+
+    emitter = asyncio.run(turn())
+    opened = {d["id"] for d in emitter.of("send_step") if d.get("type") == "tool"}
+    closed = {d["id"]: d for d in emitter.of("update_step") if d.get("type") == "tool"}
+    assert opened == set(closed)  # every step that started was closed
+    failed = [d for d in closed.values() if d["isError"]]
+    assert failed and "model crashed" in failed[0]["output"]

@@ -66,11 +66,14 @@ def test_schema_is_created_and_every_chainlit_field_persists(tmp_path, chainlit_
         threads = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=ids["user"]))
         thread = await layer.get_thread("t-1")
         author = await layer.get_thread_author("t-1")
+        bob = await layer.create_user(cl.User(identifier="bob"))
+        bobs = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=bob.id))
         await layer.close()
-        return ids, threads, thread, author
+        return ids, threads, thread, author, bobs
 
-    ids, threads, thread, author = asyncio.run(scenario())
+    ids, threads, thread, author, bobs = asyncio.run(scenario())
     assert [t["id"] for t in threads.data] == ["t-1"]
+    assert bobs.data == []  # with login on, a user's history lists only their own threads
     assert author == "alice"
     assert json.loads(thread["metadata"]) == {"uploads": []}
     steps = {s["id"]: s for s in thread["steps"]}

@@ -89,3 +89,12 @@ def test_welcome_names_tables_and_model():
     assert "**cars** (2 rows × 3 columns, one row per Name)" in text
     assert "student model `x`" in text
     assert "attach" in welcome_markdown([], "m")
+
+
+def test_step_titles_are_valid_chainlit_avatar_ids():
+    import re
+
+    from app.render import STEP_TITLES
+
+    titles = [*STEP_TITLES.values(), *(f"Route to {t}" for t in ("qa", "summarizer", "validator"))]
+    assert all(re.fullmatch(r"[a-zA-Z0-9_ .-]+", t) for t in titles)

@@ -335,6 +335,18 @@ def test_chunked_handles_non_contiguous_logits_and_upstream_scale():
     assert grads[0][:, -1].abs().sum() == 0
 
 
+@pytest.mark.parametrize("kind", ["forward_kl", "jsd"])
+def test_teacher_minus_inf_logits_stay_finite(kind):
+    """A teacher that rules tokens out (logit -inf) gives 0 log 0 = 0 terms, not NaN."""
+    student, teacher, labels = make_batch(seed=20)
+    teacher[..., :3] = float("-inf")
+    plain = value_and_grad(kd_divergence, student, teacher, labels, kind=kind)
+    chunked = value_and_grad(kd_divergence, student, teacher, labels, kind=kind, chunk_size=3)
+    assert torch.isfinite(plain[0]) and torch.isfinite(plain[1]).all()
+    torch.testing.assert_close(chunked, plain)
+    assert plain[0].item() == pytest.approx(naive_kd(student, teacher, labels, kind), rel=1e-5)
+
+
 def test_chunked_backward_twice_is_refused():
     student, teacher, labels = make_batch()
     student.requires_grad_(True)

@@ -160,3 +160,9 @@ def test_graph_yaml_loads(cars):
         FakeListChatModel(responses=["x"]), [cars], config=cfg, overrides=["max_input_chars=12"]
     )
     assert "characters long" in _ask(g, "What is the horsepower?")["answer"]
+
+
+def test_second_table_through_the_graph(cars, injected_table):
+    g = build_graph(FakeListChatModel(responses=["150"]), [cars, injected_table])
+    s = _ask(g, "What is the power of beta two?")
+    assert s["table"] == "machines" and s["answer"] == "150" and s["verdict"]["supported"]

@@ -8,7 +8,6 @@ import pytest
 
 from graphs import AgenticWorkflow, build_graph
 
-
 SMALL = ["student.max_new_tokens=4", "retrieval.max_chars=800"]  # keep CPU time low
 
 
@@ -71,13 +70,17 @@ def test_smollm2_end_to_end(cars, tmp_path):
 
     db = tmp_path / "memory.sqlite"
     model_dir = str(embedded_teacher_dir())
-    g = build_graph(model_dir, [cars], checkpointer=str(db))
+    g = build_graph(
+        model_dir, [cars], checkpointer=str(db), overrides=["student.max_new_tokens=24"]
+    )
     s = g.invoke(
         {"messages": [("user", "What is the horsepower of chevrolet chevelle malibu?")]}, _cfg("s")
     )
     assert s["task"] == "qa" and s["answer"] and 0 in s["row_ids"]
     g.checkpointer.conn.close()
-    g2 = build_graph(model_dir, [cars], checkpointer=str(db))
+    g2 = build_graph(
+        model_dir, [cars], checkpointer=str(db), overrides=["student.max_new_tokens=24"]
+    )
     s2 = g2.invoke({"messages": [("user", "and its weight?")]}, _cfg("s"))
     assert "chevrolet chevelle malibu" in s2["query"] and s2["answer"]
     claim = g2.invoke(
