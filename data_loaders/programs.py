@@ -77,6 +77,7 @@ class TableIndex:
         self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
         self._stats: dict[tuple[str, str], dict[str, float] | None] = {}
         self._extremes: dict[tuple, int | str] = {}
+        self._orders: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # entities ---------------------------------------------------------------------------
     def entity_strings(self) -> np.ndarray:
@@ -125,16 +126,35 @@ class TableIndex:
             self._numeric[col] = s.to_numpy(dtype="float64", na_value=np.nan)
         return self._numeric[col]
 
+    def value_order(self, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """Non-null rows of a numeric column sorted by value, and their sorted values (cached).
+
+        A threshold filter is then a slice found by binary search instead of a full scan.
+        """
+        if col not in self._orders:
+            x = self.numeric(col)
+            valid = np.flatnonzero(~np.isnan(x))
+            order = valid[np.argsort(x[valid], kind="stable")]
+            self._orders[col] = (order, x[order])
+        return self._orders[col]
+
     def cell(self, row: int, col: str) -> Any:
         """One cell as the row serializer sees it (numpy scalar, Timestamp, str, or NaN)."""
         arr = self._cells.get(col)
         if arr is None:
             self._check_column(col)
             s = self.table.df[col]
-            # Datetime arrays index to Timestamp (not int nanoseconds); others to numpy/object.
-            arr = s.array if pd.api.types.is_datetime64_any_dtype(s.dtype) else s.to_numpy()
+            if isinstance(s.dtype, np.dtype) and s.dtype.kind == "M":
+                # Naive datetimes as microseconds: elements .item() to datetime.datetime, which
+                # formats like Timestamp but without boxing. (Nanoseconds would give ints.)
+                arr = s.to_numpy().astype("datetime64[us]")
+            elif pd.api.types.is_datetime64_any_dtype(s.dtype):
+                arr = s.array  # tz-aware: index to Timestamp
+            else:
+                arr = s.to_numpy()
             self._cells[col] = arr
-        return arr[row]
+        v = arr[row]
+        return None if isinstance(v, np.datetime64) and np.isnat(v) else v
 
     def row_text(self, row: int) -> str:
         """`Table.row_text(row)`, cached; built from column arrays (no per-row DataFrame)."""
@@ -197,10 +217,11 @@ def _where_key(where: list[dict]) -> str:
 
 
 def rows_where(table: Table, where: list[dict]) -> np.ndarray:
-    """Row ids (sorted int64, read-only) of rows matching every condition of `where`.
+    """Row ids (int64, read-only) of rows matching every condition of `where`.
 
-    Equality conditions use the cached group index (no full scan per question); thresholds
-    compare the cached float array. Null cells never match.
+    Equality conditions use the cached group index and a lone threshold a binary search in the
+    column's cached value order, so no question costs a full scan. Ids are ascending, except
+    for a lone threshold (value order). Null cells never match.
     """
     _check_where(where)
     idx = index_for(table)
@@ -227,6 +248,13 @@ def _rows_where(idx: TableIndex, where: list[dict]) -> np.ndarray:
         rows = groups.get(key)
         if rows is None:
             rows = np.empty(0, dtype=np.int64)
+    elif len(rest) == 1:
+        c = rest[0]
+        order, xs = idx.value_order(c["column"])
+        t, op = float(c["value"]), c["op"]
+        if op in (">", ">="):
+            return order[np.searchsorted(xs, t, side="right" if op == ">" else "left") :]
+        return order[: np.searchsorted(xs, t, side="left" if op == "<" else "right")]
     else:
         rows = None  # all rows: thresholds then scan whole columns, no index array needed
     for c in rest:
@@ -451,7 +479,7 @@ def group_summary(
         f"{where_with(table, where, decimals)}"
     )
     if list_entities:
-        head += ": " + join_words([idx.entity_name(int(r)) for r in rows])
+        head += ": " + join_words([idx.entity_name(int(r)) for r in np.sort(rows)])
     parts = [head + "."]
     for col in columns:
         st = where_stats(table, where, col)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -84,10 +85,12 @@ def entity_pool(table: Table) -> np.ndarray:
     return np.flatnonzero(ok).astype(np.int64)
 
 
+_PUNCT = re.compile(r"[^\w\s]|_")
+
+
 def question_key(question: str) -> str:
     """A question normalized for near-duplicate detection (lowercase, no punctuation)."""
-    kept = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in question.lower())
-    return " ".join(kept.split())
+    return " ".join(_PUNCT.sub(" ", question.lower()).split())
 
 
 def program_key(table_hash: str, program: dict) -> str:
@@ -108,6 +111,13 @@ class SeenKeys:
 
     questions: set[str] = field(default_factory=set)
     programs: set[str] = field(default_factory=set)
+
+    def has(self, question: str, table_hash: str, program: dict) -> bool:
+        """Whether a pair with this question or program was already recorded."""
+        return (
+            question_key(question) in self.questions
+            or program_key(table_hash, program) in self.programs
+        )
 
     def add(self, pair: QAPair) -> bool:
         """Record `pair`; False (and nothing recorded) if it duplicates an earlier one."""
@@ -300,10 +310,16 @@ class PairGenerator:
         slots: dict[str, str],
         row_ids: list[int],
         facts: list[str] | None = None,
-    ) -> QAPair:
-        """Assemble a pair: answer from the program, context from rows then facts."""
+    ) -> QAPair | None:
+        """Assemble a pair: answer from the program, context from rows then facts.
+
+        Returns None, before any serializing, when the question or program was seen already.
+        """
         t = self.table
         program = {**program, "decimals": self.decimals}
+        question = tmpl.text.format(noun=self.noun, nouns=self.nouns, **slots)
+        if self.seen.has(question, t.content_hash, program):
+            return None
         answer = run_program(t, program)
         rows = sorted(set(row_ids))
         context = "\n".join([self.idx.row_text(r) for r in rows] + list(facts or []))
@@ -312,7 +328,6 @@ class PairGenerator:
         cols += [c["column"] for c in program.get("where", [])]
         if t.entity_column:
             cols.insert(0, t.entity_column)
-        question = tmpl.text.format(noun=self.noun, nouns=self.nouns, **slots)
         return QAPair(
             id=pair_id(t.content_hash, tmpl.id, program),
             task=TASK_OF_TYPE[tmpl.qtype],

@@ -52,7 +52,11 @@ def distill_command(
     from distillation.trainer import TrainingDiverged, run_distillation
 
     cfg = load_distill_config(config, overrides or [])
-    if not quiet:
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars
+    else:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     try:

@@ -54,7 +54,7 @@ class TeacherAdaptationConfig(StrictModel):
     )
     max_steps: int = Field(150, ge=1, le=1_000_000, description="Optimizer steps at most.")
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per optimizer step.")
-    learning_rate: float = Field(5e-5, gt=0, le=1.0, description="Peak learning rate (AdamW).")
+    learning_rate: float = Field(1e-4, gt=0, le=1.0, description="Peak learning rate (AdamW).")
     warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps before cosine decay.")
     eval_every: int = Field(
         50, ge=0, description="Validate every this many steps (0: never, train max_steps)."
@@ -100,7 +100,7 @@ class DistillationConfig(StrictModel):
         "student_layers of the (adapted) teacher's layers (DistilBERT-style init).",
     )
     student_layers: int | list[int] = Field(
-        10,
+        7,
         description="With student_model_name null: how many teacher layers to keep (evenly "
         "spaced, first and last kept) or their indices.",
     )
@@ -170,7 +170,7 @@ class DistillationConfig(StrictModel):
     )
     seed: int = Field(0, ge=0, description="Seed for init, data order and dropout.")
     max_seq_len: int = Field(
-        512, ge=8, le=131072, description="Longest example in tokens; longer prompts are "
+        768, ge=8, le=131072, description="Longest example in tokens; longer prompts are "
         "cut from the left (the answer is always kept)."
     )
 
@@ -182,7 +182,7 @@ class DistillationConfig(StrictModel):
         64, ge=1, description="Validation pairs used for val_loss and val_exact_match."
     )
     eval_max_new_tokens: int = Field(
-        32, ge=1, le=4096, description="Longest generated answer during validation."
+        128, ge=1, le=4096, description="Longest generated answer during validation."
     )
     early_stopping_patience: int | None = Field(
         None,

@@ -585,6 +585,7 @@ def check_finite(
     accelerator: Accelerator,
     *,
     what: str,
+    advice: str | None = None,
 ) -> None:
     """Stop the run (on every process) before a NaN/inf loss or gradient reaches the weights.
 
@@ -599,6 +600,8 @@ def check_finite(
         bad = accelerator.reduce(bad, reduction="sum")
     if float(bad) == 0:
         return
+    if advice is not None:
+        raise TrainingDiverged(f"{what} is {float(value.detach())} at step {step + 1}; {advice}")
     raise TrainingDiverged(
         f"{what} is {float(value.detach())} at step {step + 1}; stopped before updating the "
         "weights. "
@@ -907,14 +910,16 @@ def adapt_teacher(
         idx = take_batch(cursor, lengths, ad.batch_size, config.seed + 1, world)[rank]
         batch = batch_to(collate([train_ex[i] for i in idx], pad_id), device)
         loss = ce_loss(answer_logits(model, batch, n_vocab), batch["targets"])
-        check_finite(loss, step - 1, Path(config.output_dir), config, accelerator, what="loss")
+        check_finite(loss, step - 1, Path(config.output_dir), config, accelerator,
+                     what="teacher adaptation loss",
+                     advice="lower teacher_adaptation.learning_rate and run again")
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         bar.update(1)
-        bar.set_postfix(ce=f"{float(loss):.3f}")
+        bar.set_postfix(ce=f"{loss.item():.3f}")
         metrics["steps"] = step
         if (ad.eval_every and step % ad.eval_every == 0) or step == ad.max_steps:
             t_eval = time.perf_counter()
