@@ -55,6 +55,9 @@ def make_table(rows: int, seed: int = 0) -> pa.Table:
                     np.char.add(nouns[rng.integers(0, 30, rows)], " for ")),
         uses[rng.integers(0, 20, rows)],
     )
+    categories = np.array([f"category {i}" for i in range(20)])
+    regions = np.array("north south east west central coastal mountain island".split())
+    statuses = np.array("active discontinued backorder preorder clearance".split())
     rating = np.round(rng.uniform(1, 5, rows), 1)
     rating_mask = rng.random(rows) < 0.05  # 5% nulls
     base = np.datetime64("2015-01-01")
@@ -67,11 +70,9 @@ def make_table(rows: int, seed: int = 0) -> pa.Table:
         "rating": pa.array(rating, mask=rating_mask),
         "weight_kg": pa.array(np.round(rng.gamma(2.0, 3.0, rows), 3)),
         "discount_pct": pa.array(rng.integers(0, 60, rows).astype(np.float64)),
-        "category": pa.array(np.array([f"category {i}" for i in range(20)])[rng.integers(0, 20, rows)]),
-        "region": pa.array(np.array("north south east west central coastal mountain island".split())[
-            rng.integers(0, 8, rows)]),
-        "status": pa.array(np.array("active discontinued backorder preorder clearance".split())[
-            rng.integers(0, 5, rows)]),
+        "category": pa.array(categories[rng.integers(0, 20, rows)]),
+        "region": pa.array(regions[rng.integers(0, 8, rows)]),
+        "status": pa.array(statuses[rng.integers(0, 5, rows)]),
         "description": pa.array(description),
         "created_on": pa.array(created.astype("datetime64[D]"), type=pa.date32()),
         "shipped_on": pa.array(shipped.astype("datetime64[D]"), type=pa.date32()),
@@ -82,6 +83,7 @@ def run_prepare(data: Path, out: Path, pairs: int) -> dict:
     """One ``prepare`` run in a fresh subprocess: wall time, peak RSS, pairs written."""
     cmd = [sys.executable, "-m", "distillation.cli", "prepare", str(data), "--out", str(out),
            "--max-pairs", str(pairs), "--quiet"]
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -96,6 +98,9 @@ def run_prepare(data: Path, out: Path, pairs: int) -> dict:
         "input": data.suffix.lstrip("."),
         "input_bytes": data.stat().st_size,
         "wall_seconds": round(seconds, 2),
+        # CPU time of the child: less sensitive than wall time to other load on the machine.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "load_average_1min_before": round(load_before, 2),
         "peak_rss_bytes": rss,
         "peak_rss_gib": round(rss / 1024**3, 3),
         "pairs_written": {s: c["total"] for s, c in manifest["counts"].items()},
@@ -147,7 +152,8 @@ def main() -> None:
         runs = []
         for name in ("items.parquet", "items.csv"):
             run = run_prepare(tmp / name, tmp / f"out_{name.split('.')[1]}", args.pairs)
-            print(f"{name}: {run['wall_seconds']} s, {run['peak_rss_gib']} GiB peak RSS, "
+            print(f"{name}: {run['wall_seconds']} s wall, {run['cpu_seconds']} s CPU, "
+                  f"{run['peak_rss_gib']} GiB peak RSS, "
                   f"{sum(run['pairs_written'].values())} pairs", file=sys.stderr)
             runs.append(run)
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from data_loaders.dataset import Dataset
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
@@ -71,7 +74,7 @@ def prepare_command(
         print_summary(ds, path, time.perf_counter() - start)
 
 
-def print_summary(ds, path: Path, seconds: float) -> None:
+def print_summary(ds: Dataset, path: Path, seconds: float) -> None:
     """One screen: tables (rows, typed columns, entity column), pairs per split and type."""
     from rich.console import Console
     from rich.table import Table as RichTable

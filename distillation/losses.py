@@ -227,6 +227,29 @@ def _autograd_chunk(row_loss: RowLoss) -> ChunkFn:
     return chunk
 
 
+def _blend_chunk(
+    rows: torch.Tensor,
+    *others: torch.Tensor,
+    kd_chunk: ChunkFn,
+    kd_ratio: float,
+    need_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sums (blend, CE, KD) and the blend's gradient; `others` are the KD inputs, then labels.
+
+    One pass and one gradient buffer for both terms, instead of two chunked losses whose
+    full-size gradients autograd would then add into a third.
+    """
+    *kd_others, labels = others
+    ce_sum, ce_grad = _ce_chunk(rows.clone(), labels, need_grad=need_grad and kd_ratio < 1)
+    kd_sum, grad = kd_chunk(rows, *kd_others, need_grad=need_grad and kd_ratio > 0)
+    if grad is None:
+        grad = ce_grad  # kd_ratio == 0 (or no gradient wanted)
+    elif ce_grad is not None:
+        grad.mul_(kd_ratio).add_(ce_grad, alpha=1.0 - kd_ratio)
+    ce_sum = ce_sum.to(kd_sum.dtype)
+    return torch.stack([blend(ce_sum, kd_sum, kd_ratio), ce_sum, kd_sum]), grad
+
+
 # --------------------------------------------------------------------------------------------
 # Plain and chunked reductions over the non-ignored positions.
 # --------------------------------------------------------------------------------------------
@@ -252,6 +275,10 @@ class _ChunkedMean(torch.autograd.Function):
     Only one chunk of float32 rows (and the kernel's few buffers) is alive at a time; the
     gradient w.r.t. the student logits is written into a `(B, T, V)` buffer of the student's
     dtype, which backward hands over (scaled by the incoming gradient).
+
+    A kernel may return a vector of loss sums instead of a scalar: the first entry is the one
+    its gradient belongs to, the others are returned as non-differentiable extra outputs (used
+    to log CE and KD beside their blend).
     """
 
     @staticmethod
@@ -268,7 +295,7 @@ class _ChunkedMean(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0]
         cdtype = _compute_dtype(student_logits)
         grad = torch.zeros_like(student_logits) if need_grad else None  # (B, T, V)
-        total = torch.zeros((), dtype=cdtype, device=student_logits.device)
+        total: torch.Tensor | float = 0.0
         scale = 1.0 / max(n, 1)
         for start in range(0, n, chunk_size):
             b, t = positions[start : start + chunk_size].unbind(1)
@@ -284,10 +311,23 @@ class _ChunkedMean(torch.autograd.Function):
         # and autograd may take the buffer over instead of copying it.
         ctx.grad = grad
         ctx.n_inputs = len(row_inputs)
-        return total * scale
+        if isinstance(total, float):  # no kept token: every slot is an exact 0
+            # Run the kernel on zero rows (owned empty copies) only to learn how many slots.
+            probe, _ = chunk_fn(
+                student_logits[:0, 0].to(cdtype, copy=True),
+                *(x[:0, 0].clone() for x in row_inputs),
+                need_grad=False,
+            )
+            total = torch.zeros_like(probe)
+        out = total * scale
+        if out.dim() == 0:
+            return out
+        parts = out.unbind()
+        ctx.mark_non_differentiable(*parts[1:])
+        return parts
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
+    def backward(ctx, grad_output: torch.Tensor, *_: torch.Tensor):
         """Hand over the stored gradient, scaled by `grad_output`."""
         grad = ctx.grad
         if grad is None:
@@ -419,6 +459,33 @@ def _check_topk(
         )
 
 
+def _kd_parts(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    topk_logprobs: torch.Tensor | None,
+    topk_ids: torch.Tensor | None,
+    kind: Kind,
+    beta: float,
+    temperature: float,
+) -> tuple[RowLoss, ChunkFn, tuple[torch.Tensor, ...]]:
+    """Check the KD arguments; return the row loss, chunk kernel and per-row inputs."""
+    _check_kind(kind)
+    _check_unit("beta", beta)
+    _check_temperature(temperature)
+    params = {"kind": kind, "beta": float(beta), "temperature": float(temperature)}
+    if teacher_logits is not None:
+        _check_teacher_logits(student_logits, teacher_logits)
+        return (
+            partial(_dense_row_loss, **params),
+            partial(_dense_chunk, **params),
+            (teacher_logits.detach(),),
+        )
+    assert topk_logprobs is not None and topk_ids is not None
+    _check_topk(student_logits, topk_logprobs, topk_ids)
+    row_loss = partial(_sparse_row_loss, **params)
+    return row_loss, _autograd_chunk(row_loss), (topk_logprobs.detach(), topk_ids)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API.
 # --------------------------------------------------------------------------------------------
@@ -475,21 +542,13 @@ def kd_divergence(
     Raises:
         ValueError: On a bad argument, shape or vocabulary mismatch (the message names it).
     """
-    _check_kind(kind)
-    _check_unit("beta", beta)
-    _check_temperature(temperature)
     _check_chunk_size(chunk_size)
     _check_student_and_labels(student_logits, labels, ignore_index)
-    _check_teacher_logits(student_logits, teacher_logits)
-    params = {"kind": kind, "beta": float(beta), "temperature": float(temperature)}
+    row_loss, chunk_fn, inputs = _kd_parts(
+        student_logits, teacher_logits, None, None, kind, beta, temperature
+    )
     return _mean_over_tokens(
-        partial(_dense_row_loss, **params),
-        partial(_dense_chunk, **params),
-        student_logits,
-        labels,
-        ignore_index,
-        chunk_size,
-        (teacher_logits.detach(),),
+        row_loss, chunk_fn, student_logits, labels, ignore_index, chunk_size, inputs
     )
 
 
@@ -632,23 +691,13 @@ def sparse_kd_divergence(
     Raises:
         ValueError: On a bad argument or shape (the message names it).
     """
-    _check_kind(kind)
-    _check_unit("beta", beta)
-    _check_temperature(temperature)
     _check_chunk_size(chunk_size)
     _check_student_and_labels(student_logits, labels, ignore_index)
-    _check_topk(student_logits, teacher_topk_logprobs, teacher_topk_ids)
-    row_loss = partial(
-        _sparse_row_loss, kind=kind, beta=float(beta), temperature=float(temperature)
+    row_loss, chunk_fn, inputs = _kd_parts(
+        student_logits, None, teacher_topk_logprobs, teacher_topk_ids, kind, beta, temperature
     )
     return _mean_over_tokens(
-        row_loss,
-        _autograd_chunk(row_loss),
-        student_logits,
-        labels,
-        ignore_index,
-        chunk_size,
-        (teacher_topk_logprobs.detach(), teacher_topk_ids),
+        row_loss, chunk_fn, student_logits, labels, ignore_index, chunk_size, inputs
     )
 
 
@@ -705,7 +754,9 @@ class DistillationLoss(torch.nn.Module):
 
     The teacher is given either as dense logits or as top-k log-probs + ids (see
     `sparse_kd_divergence`). A term whose weight is 0 is still computed for logging, but without
-    a gradient. With ``chunk_size`` set, both terms use the chunked, memory-bounded path.
+    a gradient. With ``chunk_size`` set and a teacher given, CE and KD are computed in one
+    chunked, memory-bounded pass that keeps a single gradient buffer; then only ``loss`` carries
+    a gradient and ``ce`` / ``kd`` are detached values for logging (call backward on ``loss``).
 
     Args:
         kd_ratio: Weight of the distillation term, in [0, 1].
@@ -765,6 +816,7 @@ class DistillationLoss(torch.nn.Module):
 
         Returns:
             ``{"loss", "ce", "kd"}`` scalars; ``kd`` is 0 when no teacher input is given.
+            Backpropagate ``loss``; ``ce`` and ``kd`` are for logging.
 
         Raises:
             ValueError: If the teacher inputs are inconsistent, or missing while kd_ratio > 0.
@@ -783,34 +835,41 @@ class DistillationLoss(torch.nn.Module):
                 "teacher_topk_logprobs + teacher_topk_ids"
             )
 
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.kd_ratio < 1):
-            ce = ce_loss(
-                student_logits, labels, ignore_index=self.ignore_index, chunk_size=self.chunk_size
+        mask = labels != self.ignore_index
+        if teacher_logits is None and not sparse:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.kd_ratio < 1):
+                ce = ce_loss(
+                    student_logits,
+                    labels,
+                    ignore_index=self.ignore_index,
+                    chunk_size=self.chunk_size,
+                )
+            return {"loss": ce, "ce": ce, "kd": torch.zeros_like(ce)}
+
+        _check_student_and_labels(student_logits, labels, self.ignore_index)
+        row_loss, chunk_fn, kd_inputs = _kd_parts(
+            student_logits,
+            teacher_logits,
+            teacher_topk_logprobs,
+            teacher_topk_ids,
+            self.kind,
+            self.beta,
+            self.temperature,
+        )
+        if self.chunk_size is not None:
+            # One chunked pass for both terms: one (B, T, V) gradient buffer, not three.
+            fused = partial(_blend_chunk, kd_chunk=chunk_fn, kd_ratio=self.kd_ratio)
+            loss, ce, kd = _ChunkedMean.apply(
+                student_logits,
+                mask.nonzero(),
+                self.chunk_size,
+                fused,
+                *kd_inputs,
+                labels.long(),
             )
+            return {"loss": loss, "ce": ce, "kd": kd}
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.kd_ratio < 1):
+            ce = _plain_mean(_ce_row_loss, student_logits, mask, (labels.long(),))
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.kd_ratio > 0):
-            if teacher_logits is not None:
-                kd = kd_divergence(
-                    student_logits,
-                    teacher_logits,
-                    labels,
-                    kind=self.kind,
-                    beta=self.beta,
-                    temperature=self.temperature,
-                    ignore_index=self.ignore_index,
-                    chunk_size=self.chunk_size,
-                )
-            elif sparse:
-                kd = sparse_kd_divergence(
-                    student_logits,
-                    teacher_topk_logprobs,
-                    teacher_topk_ids,
-                    labels,
-                    kind=self.kind,
-                    beta=self.beta,
-                    temperature=self.temperature,
-                    ignore_index=self.ignore_index,
-                    chunk_size=self.chunk_size,
-                )
-            else:
-                kd = torch.zeros_like(ce)
+            kd = _plain_mean(row_loss, student_logits, mask, kd_inputs)
         return {"loss": blend(ce, kd, self.kd_ratio), "ce": ce, "kd": kd}

@@ -310,39 +310,43 @@ class LocalChatModel(BaseChatModel):
     ) -> dict[str, float]:
         """Log-probability of each label as the assistant's reply to `messages`.
 
-        Each label is appended to the templated prompt and its tokens' log-probs are summed, in
-        one padded forward pass. No text is generated, so the result is deterministic.
+        The prompt runs once (its KV cache is kept); each label's tokens are then scored on a
+        copy of that cache, so routing costs one prompt pass plus a few tokens. No text is
+        generated, so the result is deterministic.
 
         Returns:
             ``{label: sum of log p(label token | prompt, earlier label tokens)}``.
         """
+        import copy
+
         import torch
 
         prompt = self.prompt_ids(messages)
-        rows = []
+        label_ids = {}
         for label in labels:
             ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
             if not ids:
                 raise ValueError(f"label {label!r} has no tokens")
-            rows.append(prompt + list(ids))
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        pad = 0 if pad is None else pad
+            label_ids[label] = list(ids)
         device = next(self.hf_model.parameters()).device
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)  # (L, T)
-        mask = torch.zeros_like(input_ids)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r, device=device)
-            mask[i, : len(r)] = 1
-        with self._lock, torch.no_grad():
-            logits = self.hf_model(input_ids=input_ids, attention_mask=mask).logits  # (L, T, V)
-        logp = torch.log_softmax(logits.float(), dim=-1)
         scores = {}
-        for i, (label, r) in enumerate(zip(labels, rows, strict=True)):
-            # token t is predicted at position t-1
-            pos = torch.arange(len(prompt) - 1, len(r) - 1, device=device)
-            tgt = input_ids[i, len(prompt) : len(r)]
-            scores[label] = float(logp[i, pos, tgt].sum())
+        with self._lock, torch.no_grad():
+            out = self.hf_model(
+                input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1
+            )
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,)
+            for label, ids in label_ids.items():
+                total = float(first[ids[0]])
+                if len(ids) > 1:
+                    cache = copy.deepcopy(out.past_key_values)
+                    rest = self.hf_model(
+                        input_ids=torch.tensor([ids[:-1]], device=device),
+                        past_key_values=cache,
+                        use_cache=True,
+                    ).logits[0]  # (len(ids) - 1, V): predicts ids[1:]
+                    logp = torch.log_softmax(rest.float(), dim=-1)
+                    total += float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+                scores[label] = total
         return scores
 
 

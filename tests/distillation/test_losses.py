@@ -426,6 +426,44 @@ def test_module_blends_and_matches_functions(chunk_size):
     torch.testing.assert_close(grad, want)
 
 
+@pytest.mark.parametrize("kd_ratio", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("teacher_kind", ["dense", "sparse"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_module_fused_chunked_matches_plain(kd_ratio, teacher_kind, kind):
+    student, teacher, labels = make_batch(b=3, t=5, v=17, seed=21)
+    values, ids = topk(teacher, 6, 2.0)
+    inputs = (
+        {"teacher_logits": teacher}
+        if teacher_kind == "dense"
+        else {
+            "teacher_topk_logprobs": values,
+            "teacher_topk_ids": ids,
+        }
+    )
+    results = []
+    for chunk_size in (None, 4):
+        module = DistillationLoss(kd_ratio=kd_ratio, kind=kind, beta=0.3, chunk_size=chunk_size)
+        x = student.clone().requires_grad_(True)
+        out = module(x, labels, **inputs)
+        (grad,) = torch.autograd.grad(out["loss"], x)
+        results.append((out["loss"], out["ce"], out["kd"], grad))
+    torch.testing.assert_close(results[1], results[0])
+    assert results[0][1].item() > 0 and results[0][2].item() > 0  # both terms logged
+
+
+def test_module_fused_chunked_all_masked_and_no_grad():
+    student, teacher, _ = make_batch()
+    labels = torch.full(student.shape[:2], IGNORE)
+    x = student.clone().requires_grad_(True)
+    out = DistillationLoss(chunk_size=4)(x, labels, teacher_logits=teacher)
+    assert [out[k].item() for k in ("loss", "ce", "kd")] == [0.0, 0.0, 0.0]
+    out["loss"].backward()
+    assert torch.equal(x.grad, torch.zeros_like(x.grad))
+    with torch.no_grad():
+        out = DistillationLoss(chunk_size=4)(x, make_batch()[2], teacher_logits=teacher)
+    assert not out["loss"].requires_grad and out["loss"].item() > 0
+
+
 def test_module_sparse_teacher():
     student, teacher, labels = make_batch(seed=17)
     values, ids = topk(teacher, 5, 2.0)
