@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_pipeline.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs outputs .pytest_cache .ruff_cache
