@@ -51,28 +51,6 @@ def run_stage(name: str, argv: list[str]) -> float:
     return seconds
 
 
-def build_undistilled(config_path: Path, overrides: list[str], teacher_dir: str, out: Path) -> Path:
-    """Save the student exactly as the distill recipe initialises it, before any training."""
-    import torch
-
-    from distillation.config import load_distill_config
-    from distillation.models import load_model_and_tokenizer
-    from distillation.trainer import build_student
-
-    cfg = load_distill_config(config_path, overrides)
-    teacher, tok = load_model_and_tokenizer(teacher_dir, dtype="float32", device="cpu")
-    torch.manual_seed(cfg.seed)
-    student, tok = build_student(cfg, teacher, tok)
-    if hasattr(student, "merge_and_unload"):  # LoRA student: untrained adapters are a no-op
-        student = student.merge_and_unload()
-    from data_loaders.io import atomic_dir
-
-    with atomic_dir(out) as tmp:
-        student.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    return out
-
-
 def headline(report: dict) -> dict:
     """Per-model figures that the targets and the README quote."""
     rows = {}
@@ -146,7 +124,12 @@ def main() -> None:
 
         teacher = load_distill_config(args.distill_config, overrides).teacher_model_name
     if not (args.reuse and (undistilled / "config.json").is_file()):
-        build_undistilled(args.distill_config, overrides, str(teacher), undistilled)
+        from distillation.config import load_distill_config
+        from distillation.trainer import export_initial_student
+
+        export_initial_student(
+            load_distill_config(args.distill_config, overrides), str(teacher), undistilled
+        )
 
     t0 = time.perf_counter()
     report = evaluate_models(

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map `InputError` to a one-line message and exit code 2."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="distillgraph", standalone_mode=False)
+        rc = command.main(args=argv, prog_name="distillgraph", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return InputError.exit_code
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -1016,3 +1016,23 @@ def export_student(
         "config": config.model_dump(mode="json"),
     }
     export_model(model, tokenizer, student_dir, merge_lora=True, card=card, metadata=metadata)
+
+
+def export_initial_student(config: DistillationConfig, teacher_spec: str, out: Path) -> Path:
+    """Save the student exactly as this recipe initialises it, before any training.
+
+    Evaluation compares it with the teacher and the distilled student ("gap closed").
+    """
+    import torch
+
+    from distillation.models import load_model_and_tokenizer
+
+    teacher, tok = load_model_and_tokenizer(teacher_spec, dtype="float32", device="cpu")
+    torch.manual_seed(config.seed)
+    student, tok = build_student(config, teacher, tok)
+    if hasattr(student, "merge_and_unload"):  # LoRA student: untrained adapters are a no-op
+        student = student.merge_and_unload()
+    with atomic_dir(out) as tmp:
+        student.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return Path(out)

@@ -1,21 +1,12 @@
 """ModelDistiller: the Python API over the recipe."""
 
 import pytest
-import torch
 
 from data_loaders.errors import InputError
 from distillation import api
 from distillation.api import DistillationConfig, ModelDistiller
 from distillation.losses import DistillationLoss
 from distillation.models import build_tiny_model_dir
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _pairs(n):

@@ -16,14 +16,6 @@ from distillation.models import build_tiny_model_dir, load_model_and_tokenizer
 T, K = 2.0, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     path = build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "m")

@@ -9,14 +9,6 @@ from distillation.cli import main
 from distillation.losses import DistillationLoss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture()
 def data_dir(tmp_path):
     d = tmp_path / "data"

@@ -28,15 +28,6 @@ PAIR = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: thread start-up costs more than the math on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "m")
