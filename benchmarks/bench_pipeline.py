@@ -118,18 +118,13 @@ def main() -> None:
         seconds["distill"] = run_stage(
             "distill", ["distill", "--config", str(args.distill_config), *overrides]
         )
-    teacher = run / "teacher_adapted"
-    if not (teacher / "config.json").is_file():  # no adaptation stage: the configured teacher
-        from distillation.config import load_distill_config
+    from distillation.config import load_distill_config
+    from distillation.trainer import export_initial_student, trained_teacher_spec
 
-        teacher = load_distill_config(args.distill_config, overrides).teacher_model_name
+    cfg = load_distill_config(args.distill_config, overrides)
+    teacher = trained_teacher_spec(cfg)
     if not (args.reuse and (undistilled / "config.json").is_file()):
-        from distillation.config import load_distill_config
-        from distillation.trainer import export_initial_student
-
-        export_initial_student(
-            load_distill_config(args.distill_config, overrides), str(teacher), undistilled
-        )
+        export_initial_student(cfg, teacher, undistilled)
 
     t0 = time.perf_counter()
     report = evaluate_models(

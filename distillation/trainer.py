@@ -1036,3 +1036,13 @@ def export_initial_student(config: DistillationConfig, teacher_spec: str, out: P
         student.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return Path(out)
+
+
+def trained_teacher_spec(config: DistillationConfig) -> str:
+    """The teacher a finished run distilled from: adapted copy, tiny test model, or as named."""
+    out = Path(config.output_dir)
+    if (out / ADAPTED_TEACHER / "config.json").is_file():
+        return str(out / ADAPTED_TEACHER)
+    if config.teacher_model_name == TINY_TEACHER:
+        return str(out / "tiny_teacher")
+    return config.teacher_model_name

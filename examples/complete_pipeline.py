@@ -119,7 +119,12 @@ def stage_evaluate(args, data: Path, run: Path, undistilled: Path, eval_dir: Pat
     """Evaluate teacher, undistilled student and distilled student side by side."""
     from distillation.config import load_distill_config
     from distillation.evaluation import evaluate_models
-    from distillation.trainer import ADAPTED_TEACHER, STUDENT_DIR, export_initial_student
+    from distillation.trainer import (
+        ADAPTED_TEACHER,
+        STUDENT_DIR,
+        export_initial_student,
+        trained_teacher_spec,
+    )
 
     header(
         3,
@@ -129,8 +134,7 @@ def stage_evaluate(args, data: Path, run: Path, undistilled: Path, eval_dir: Pat
         f"--baseline undistilled --data {data} --out {eval_dir}",
     )
     cfg = load_distill_config(args.distill_config, distill_overrides(args, data, run))
-    teacher = run / ADAPTED_TEACHER
-    teacher_spec = str(teacher) if (teacher / "config.json").is_file() else cfg.teacher_model_name
+    teacher_spec = trained_teacher_spec(cfg)
     if not (undistilled / "config.json").is_file():
         export_initial_student(cfg, teacher_spec, undistilled)
     return evaluate_models(
