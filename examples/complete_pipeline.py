@@ -35,15 +35,15 @@ from rich.table import Table as RichTable  # noqa: E402
 console = Console()
 
 # --quick: fewer pairs and steps so the whole demo runs in a few minutes on a laptop CPU.
-QUICK_PREPARE = ["max_pairs=600"]
+QUICK_PREPARE = ["max_pairs=400"]
 QUICK_DISTILL = [
-    "teacher_adaptation.max_steps=30",
-    "max_steps=40",
-    "eval_every=20",
+    "teacher_adaptation.max_steps=12",
+    "max_steps=20",
+    "eval_every=10",
     "eval_samples=16",
-    "save_every=20",
+    "save_every=10",
 ]
-QUICK_EVAL_EXAMPLES = 35
+QUICK_EVAL_EXAMPLES = 24
 
 DEMO_QUERIES = [
     "What is the horsepower of ford pinto?",
