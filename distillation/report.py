@@ -12,16 +12,13 @@ A student's model card (``README.md``) gets the headline table inside a marked s
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_loaders.io import atomic_write_json, atomic_write_text, read_jsonl
+from data_loaders.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 
 CARD_START = "<!-- distillgraph:evaluation:start -->"
 CARD_END = "<!-- distillgraph:evaluation:end -->"
@@ -254,29 +251,13 @@ def render_markdown(report: Mapping, plots: Mapping[str, str] | None = None) -> 
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return _atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _pyplot():
