@@ -10,12 +10,14 @@ the test's tmp dir and to ``tests/app/_artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -100,7 +102,11 @@ class ChatServer:
         with open(self.log, "a") as log:
             # Run from a neutral directory: the command must not depend on the checkout as cwd.
             self.proc = subprocess.Popen(
-                cmd, cwd=self.state.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cmd,
+                cwd=self.state.parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 90
@@ -176,6 +182,21 @@ def wait_turns(page, n: int) -> None:
     page.get_by_text("Check against the table").nth(n - 1).wait_for(timeout=STEP_WAIT_MS)
 
 
+def wait_persisted(db: Path, thread_id: str, step_name: str, timeout_s: float = 30) -> None:
+    """Poll the history database until the thread's step named `step_name` is stored."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            n = con.execute(
+                'SELECT COUNT(*) FROM steps WHERE "threadId" = ? AND "name" = ?',
+                (thread_id, step_name),
+            ).fetchone()[0]
+        if n:
+            return
+        assert time.monotonic() < deadline, f"step {step_name!r} never reached {db}"
+        time.sleep(0.25)
+
+
 def expand(page, label: str, index: int = -1) -> None:
     steps = page.get_by_text(label, exact=False)
     steps.nth(index if index >= 0 else steps.count() + index).click()
@@ -210,8 +231,12 @@ def test_three_tasks_stream_with_steps_and_rows(server, browser, tmp_path):
     body = page.inner_text("body")
     for route in ("Route to qa", "Route to summarizer", "Route to validator"):
         assert route in body
-    for step in ("Read the question", "Answer - question answering", "Answer - summary",
-                 "Answer - claim check"):
+    for step in (
+        "Read the question",
+        "Answer - question answering",
+        "Answer - summary",
+        "Answer - claim check",
+    ):
         assert step in body
     # supporting rows: the table element under each reply (rendered once loaded)
     page.locator("table").nth(2).wait_for(timeout=STEP_WAIT_MS)
@@ -232,6 +257,8 @@ def test_conversation_survives_a_server_restart(server, browser, tmp_path):
     page.wait_for_url(re.compile(r".*/thread/[0-9a-f-]+$"), timeout=STEP_WAIT_MS)
     thread_id = page.url.rsplit("/", 1)[1]
     page.close()
+    # Chainlit persists steps asynchronously: stop only once the turn's steps are in history.
+    wait_persisted(server.state / "history.db", thread_id, "Route to validator")
 
     server.stop()
     restart_s = server.start()
