@@ -7,6 +7,13 @@ works without a migration step. The column lists follow the dicts Chainlit 2.x w
 (`StepDict`, `ElementDict`, `Feedback`): a column Chainlit writes but the table lacks would make
 its insert fail, and Chainlit only logs that, so the message would silently vanish from history.
 
+Chainlit writes a step without waiting: `Step.send` and `Step.update` (and `Message`'s) each
+start a task, and a node that finishes within milliseconds of starting issues the two writes
+back to back. Chainlit's ``create_step`` first upserts the thread row, so the first write makes
+more round trips than the second and can commit last: its stale copy (the placeholder title,
+empty output) then overwrites the finished step. `HistoryDataLayer` therefore applies step
+writes one at a time, in the order they were issued.
+
 Chainlit persists elements (the supporting-rows table, uploaded files) only through a storage
 client. `InlineStorageClient` keeps small elements inside the database as ``data:`` URLs, so a
 resumed thread shows them again without S3/GCS/Azure; larger ones are kept for the live session
@@ -22,6 +29,7 @@ from typing import Any
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
+from chainlit.step import StepDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -181,7 +189,7 @@ class InlineStorageClient(BaseStorageClient):
 
 
 class HistoryDataLayer(SQLAlchemyDataLayer):
-    """`SQLAlchemyDataLayer` that creates its tables before the first query."""
+    """`SQLAlchemyDataLayer` that creates its tables first and applies step writes in order."""
 
     def __init__(self, url: str) -> None:
         super().__init__(
@@ -191,6 +199,10 @@ class HistoryDataLayer(SQLAlchemyDataLayer):
         )
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
+        # FIFO: each write task takes it in its first step, and tasks start in creation order.
+        # (Writes Chainlit queues before a thread's first message, it replays one by one
+        # itself, outside this lock; the app sends no step before then.)
+        self._step_writes = asyncio.Lock()
 
     async def ensure_schema(self) -> None:
         """Create the tables once per process (cheap no-op afterwards)."""
@@ -205,3 +217,20 @@ class HistoryDataLayer(SQLAlchemyDataLayer):
         """Run a query after making sure the schema exists."""
         await self.ensure_schema()
         return await super().execute_sql(query, parameters)
+
+    async def create_step(self, step_dict: StepDict) -> None:
+        """Upsert a step once every step write issued before it has been applied."""
+        async with self._step_writes:
+            await super().create_step(step_dict)
+
+    async def update_step(self, step_dict: StepDict) -> None:
+        """Upsert a step, in order with the other step writes."""
+        async with self._step_writes:
+            # Chainlit's update_step is its create_step; calling our create_step here would
+            # wait on the lock this call holds.
+            await super().create_step(step_dict)
+
+    async def delete_step(self, step_id: str) -> None:
+        """Delete a step, in order with the other step writes."""
+        async with self._step_writes:
+            await super().delete_step(step_id)

@@ -250,11 +250,6 @@ def test_three_tasks_stream_with_steps_and_rows(server, browser, tmp_path):
     page.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect: on some fresh clones the turn's steps never reach history.db before "
-    "the restart (Chainlit's async step persistence); passes in other runs; open in issue 6",
-)
 def test_conversation_survives_a_server_restart(server, browser, tmp_path):
     page, _ = open_page(browser, server.url)
     wait_ready(page)

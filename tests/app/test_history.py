@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import chainlit as cl
+import chainlit.data as cl_data
 import pandas as pd
 import pytest
 from chainlit.types import Feedback, Pagination, ThreadFilter
@@ -85,6 +86,41 @@ def test_schema_is_created_and_every_chainlit_field_persists(tmp_path, chainlit_
     (element,) = thread["elements"]
     assert element["forId"] == ids["answer"]
     assert element["url"].startswith("data:")
+
+
+def test_a_step_updated_right_after_it_is_sent_is_stored_finished(tmp_path, chainlit_context):
+    """A node that ends within milliseconds of starting: the stored row is the finished step.
+
+    `Step.send` and `Step.update` each persist in a task of their own; Chainlit's create_step
+    upserts the thread first, so without ordering its stale copy often committed last.
+    """
+    db = tmp_path / "history.db"
+
+    async def scenario():
+        chainlit_context(thread_id="t-1")
+        cl_data._data_layer = layer = HistoryDataLayer(sqlite_url(db))
+        steps = []
+        for i in range(8):  # what app.turn does for each graph node
+            step = cl.Step(name="Route", type="tool")
+            await step.send()
+            step.name, step.output, step.end = f"Route to qa {i}", f"why {i}", utc_now()
+            await step.update()
+            steps.append(step)
+        gone = cl.Step(name="Stopped", type="tool")
+        await gone.send()
+        await gone.remove()
+        # the writes run in tasks Chainlit does not keep: wait for every other task
+        await asyncio.gather(*asyncio.all_tasks() - {asyncio.current_task()})
+        thread = await layer.get_thread("t-1")
+        await layer.close()
+        return steps, thread
+
+    steps, thread = asyncio.run(scenario())
+    stored = {s["id"]: s for s in thread["steps"]}
+    assert set(stored) == {s.id for s in steps}  # the removed step stayed removed
+    for step in steps:
+        assert (stored[step.id]["name"], stored[step.id]["output"]) == (step.name, step.output)
+        assert stored[step.id]["end"]
 
 
 def test_postgres_schema_uses_native_types():
