@@ -17,6 +17,11 @@ Context format (one line per row or fact, no header):
 
 Prompt: a short system message, then a user message holding the context, a blank line, and
 ``Question: <question>``. The answer is the assistant message.
+
+Routing prompt (`build_route_messages`): the agent graph's router asks the student which task a
+request is (``qa``, ``summarize`` or ``validate``: a dataset pair's ``task``). It holds the user's
+request only, never table content, so a cell cannot steer the route; distillation adds such
+routing examples to the training data so the student learns to answer it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ from typing import Any
 import pandas as pd
 
 SYSTEM_PROMPT = "Answer using only the table rows given. Reply briefly."
+ROUTER_SYSTEM = (
+    "Classify the user's request about a table. Reply with one word: "
+    "qa (a question about values), summarize (describe rows or a group), "
+    "or validate (check whether a claim is true)."
+)
+ROUTER_USER = "Request: {query}\nLabel:"
+ROUTE_TASKS = ("qa", "summarize", "validate")
 MAX_CELL_CHARS = 200
 _WS = re.compile(r"\s+")
 
@@ -102,4 +114,12 @@ def build_messages(context: str, question: str) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": f"{context}\n\nQuestion: {question}"},
+    ]
+
+
+def build_route_messages(query: str) -> list[dict[str, str]]:
+    """The chat messages asking which task a request is; the answer is one of `ROUTE_TASKS`."""
+    return [
+        {"role": "system", "content": ROUTER_SYSTEM},
+        {"role": "user", "content": ROUTER_USER.format(query=query)},
     ]

@@ -113,6 +113,14 @@ class DistillationConfig(StrictModel):
         Path("runs/distill"),
         description="Run directory: checkpoints, training_history.jsonl, teacher_cache, student/.",
     )
+    routing_share: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Share of train pairs added again as routing examples (prompt: the agent "
+        "graph's routing question about the pair's question; answer: its task), so the student "
+        "can route in the graph. 0 turns them off.",
+    )
 
     # ---------------------------------------------------------------- loss
     kd_ratio: float = Field(

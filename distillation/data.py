@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data_loaders.errors import InputError
-from data_loaders.serialize import build_messages
+from data_loaders.serialize import ROUTE_TASKS, build_messages, build_route_messages
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+ROUTE_KIND = "route"  # `kind` of a routing example (see `routing_records`)
 REQUIRED_FIELDS = ("question", "answer", "context")
 # Buckets hold this many batches: large enough to group similar lengths, small enough that the
 # epoch order stays well shuffled.
@@ -109,6 +110,25 @@ def as_records(pairs: Iterable[Any], source: str = "training_data") -> list[dict
     return out
 
 
+def routing_records(records: Sequence[Mapping], share: float, seed: int) -> list[dict]:
+    """Routing examples for a seeded ``share`` of ``records``: prompt = the question, answer = task.
+
+    The agent graph's router asks the student which task a request is with
+    `data_loaders.serialize.build_route_messages`; these examples teach it the answer (one of
+    ``qa``, ``summarize``, ``validate``, the pair's ``task``). Pairs without a task, or with
+    another one, are skipped. The prompt is a few dozen tokens and the answer one or two, so
+    they cost little training time.
+    """
+    usable = [r for r in records if r.get("task") in ROUTE_TASKS]
+    n = round(share * len(usable))
+    chosen = random.Random(f"route-{seed}").sample(usable, n) if n else []
+    return [
+        {"id": f"route:{r.get('id', i)}", "kind": ROUTE_KIND, "task": r["task"],
+         "question": r["question"], "answer": r["task"], "context": ""}
+        for i, r in enumerate(chosen)
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # Tokenizing
 # --------------------------------------------------------------------------------------------
@@ -170,6 +190,8 @@ def encode_example(
 ) -> dict[str, list[int]]:
     """Tokenize one pair for training: prompt masked, answer + end-of-turn as labels.
 
+    A routing example (``kind: "route"``, from `routing_records`) gets the routing prompt.
+
     ``labels[t]`` is ``input_ids[t]`` on answer and end-of-turn tokens and -100 on the prompt
     (the HF convention; the batch shifts them). A prompt that would make the example longer than
     ``max_seq_len`` is cut from the left, so the answer is always whole.
@@ -182,7 +204,12 @@ def encode_example(
     """
     if hasattr(pair, "model_dump"):
         pair = pair.model_dump()
-    prompt = encode_prompt(tokenizer, pair["context"], pair["question"])
+    if pair.get("kind") == ROUTE_KIND:
+        messages = build_route_messages(pair["question"])
+        text = _render(tokenizer, messages, add_generation_prompt=True)
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        prompt = encode_prompt(tokenizer, pair["context"], pair["question"])
     answer = tokenizer(pair["answer"].strip(), add_special_tokens=False)["input_ids"]
     answer = answer + [end_of_turn_id(tokenizer)]
     room = max_seq_len - len(answer)

@@ -61,8 +61,9 @@ GAP_CLOSED_DOC = (
     "and baseline score the same (zero gap)."
 )
 TIMING_DOC = (
-    "greedy decoding; every model warmed up first. Batched pass: blocks of batch_size examples, "
-    "each block answered by every model in rotating order; answers/s, and answer tokens/s "
+    "greedy decoding; every model warmed up first. Batched pass: blocks of batch_size examples "
+    "(grouped by task and reference length), each block answered by every model in rotating "
+    "order; answers/s, and answer tokens/s "
     "counting the decoded answers re-tokenized. Batch-1 pass: latency_examples examples, models "
     "interleaved per example; latency = one answer's generate() call; TTFT = time until its "
     "first new token; generated tokens/s counts every new token (stop token included). "
@@ -650,8 +651,13 @@ def _batched_pass(
     device_type: str,
     progress: bool,
 ) -> None:
-    """Answer every example with every model; blocks interleave models in rotating order."""
-    blocks = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
+    """Answer every example with every model; blocks interleave models in rotating order.
+
+    Blocks group examples of one task and similar reference length: a block decodes until its
+    longest answer is done, so a summary no longer holds seven one-word answers back.
+    """
+    ordered = sorted(examples, key=lambda ex: (ex.task, len(ex.answer), len(ex.context)))
+    blocks = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
     bar = _progress(len(examples) * len(models), "evaluate (batched)", progress)
     for j, block in enumerate(blocks):
         for k in range(len(models)):

@@ -36,7 +36,7 @@ def generate_answers(
     tokenizer: PreTrainedTokenizerBase,
     pairs_or_prompts: Sequence[Any],
     *,
-    max_new_tokens: int = 32,
+    max_new_tokens: int | Sequence[int] = 32,
     batch_size: int = 8,
 ) -> list[str]:
     """Greedily answer each pair or prompt; returns the decoded answers in input order.
@@ -46,7 +46,8 @@ def generate_answers(
         tokenizer: its tokenizer (must have a chat template for pairs).
         pairs_or_prompts: pairs (``QAPair`` or dicts with ``context`` and ``question``),
             rendered prompt strings, or lists of prompt token ids.
-        max_new_tokens: longest answer in tokens.
+        max_new_tokens: longest answer in tokens, for all inputs or one limit per input
+            (batches then group similar limits and decode up to their largest).
         batch_size: prompts per forward.
 
     Returns:
@@ -62,15 +63,14 @@ def generate_answers(
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stop:
         stop.append(tokenizer.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
-    # A fresh config: the model's own may ask for sampling (temperature, top_p) by default.
-    gen_config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=stop,
-        pad_token_id=pad_id,
-    )
+    if isinstance(max_new_tokens, int):
+        limits = [max_new_tokens] * len(prompts)
+    else:
+        limits = [int(n) for n in max_new_tokens]
+        if len(limits) != len(prompts):
+            raise ValueError(f"{len(limits)} max_new_tokens for {len(prompts)} inputs")
     device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    order = sorted(range(len(prompts)), key=lambda i: (limits[i], len(prompts[i])))
     answers: list[str] = [""] * len(prompts)
     was_training = model.training
     model.eval()
@@ -83,6 +83,13 @@ def generate_answers(
             for row, i in enumerate(idx):  # left padding: generation continues at the edge
                 ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
                 mask[row, width - len(prompts[i]) :] = 1
+            # A fresh config: the model's own may ask for sampling (temperature, top_p).
+            gen_config = GenerationConfig(
+                max_new_tokens=max(limits[i] for i in idx),
+                do_sample=False,
+                eos_token_id=stop,
+                pad_token_id=pad_id,
+            )
             with torch.no_grad():
                 out = model.generate(
                     input_ids=ids.to(device),

@@ -44,6 +44,7 @@ from distillation.data import (
     encode_records,
     epoch_batches,
     load_dataset_dir,
+    routing_records,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ CHECKPOINTS = "checkpoints"
 LAST, BEST = "last", "best"
 ADAPTED_TEACHER = "teacher_adapted"
 STUDENT_DIR = "student"
+# Validation decodes at most this many tokens past the reference answer's length: exact match
+# ignores only articles, punctuation and spacing, so a longer answer cannot match.
+EM_MARGIN_TOKENS = 8
 TINY_TEACHER = "tiny"
 """Teacher spec that builds a tiny random model under ``<output_dir>/tiny_teacher`` (tests)."""
 
@@ -355,17 +359,24 @@ def read_records(
     train_records: Sequence[Any] | None,
     val_records: Sequence[Any] | None,
 ) -> tuple[list[dict], list[dict]]:
-    """Train and val pairs from the arguments or from ``config.data_dir``."""
+    """Train and val pairs from the arguments or from ``config.data_dir``.
+
+    The train pairs are followed by ``routing_share`` of them again as routing examples
+    (`data.routing_records`), which the teacher adaptation and the student both learn.
+    """
     if train_records is not None:
         if val_records is None:
             raise InputError("val_records: give validation pairs together with train_records")
-        return as_records(train_records, "train_records"), as_records(val_records, "val_records")
-    if config.data_dir is None:
-        raise InputError(
-            "data_dir: no dataset given; set data_dir=<dir made by `distillgraph prepare`>"
-        )
-    splits = load_dataset_dir(config.data_dir, ("train", "val"))
-    return splits["train"], splits["val"]
+        train = as_records(train_records, "train_records")
+        val = as_records(val_records, "val_records")
+    else:
+        if config.data_dir is None:
+            raise InputError(
+                "data_dir: no dataset given; set data_dir=<dir made by `distillgraph prepare`>"
+            )
+        splits = load_dataset_dir(config.data_dir, ("train", "val"))
+        train, val = splits["train"], splits["val"]
+    return train + routing_records(train, config.routing_share, config.seed), val
 
 
 def prepare_output_dir(
@@ -655,6 +666,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Validation loss (hard-label CE per answer token) and exact match of greedy answers.
 
+    Greedy answers are cut at the reference's length plus ``EM_MARGIN_TOKENS`` tokens (at most
+    ``eval_max_new_tokens``): an answer that runs longer cannot match.
+
     Each process takes a slice of the pairs; sums are reduced over processes. The model's
     train/eval mode is restored.
 
@@ -682,9 +696,17 @@ def evaluate(
                                               ignore_index=IGNORE_INDEX, reduction="sum"))
             n_tok += int((targets != IGNORE_INDEX).sum())
             del logits
+        # An answer longer than the reference plus a margin cannot be an exact match, so
+        # decoding stops there: a weak model does not run every answer to eval_max_new_tokens.
+        limits = [
+            min(config.eval_max_new_tokens,
+                len(tokenizer(pairs[i]["answer"], add_special_tokens=False)["input_ids"])
+                + EM_MARGIN_TOKENS)
+            for i in mine
+        ]
         answers = generate_answers(
             accelerator.unwrap_model(model), tokenizer, [pairs[i] for i in mine],
-            max_new_tokens=config.eval_max_new_tokens, batch_size=config.batch_size,
+            max_new_tokens=limits, batch_size=config.batch_size,
         )
         hits = sum(exact_match(a, pairs[i]["answer"]) for a, i in zip(answers, mine, strict=True))
     model.train(was_training)

@@ -185,7 +185,29 @@ def print_headline(report: dict) -> None:
     console.print(t)
 
 
-def stage_graph(args, run: Path, memory: Path) -> list[dict]:
+def router_accuracy_on(graph, test_file: Path) -> dict:
+    """Router accuracy on the test split's questions: the student's own label scores, and the
+    graph's router as configured (scores when the student passes its probes, else the rules)."""
+    from distillation.data import read_split
+    from graphs.nodes import router_accuracy
+    from graphs.prompts import ROUTER_LABELS
+
+    pairs = read_split(test_file)
+    router = graph.distillgraph_router
+
+    def by_student(query: str) -> str:
+        s = router.scores(query) or {}
+        return ROUTER_LABELS[max(s, key=s.__getitem__)] if s else "none"
+
+    return {
+        "n": len(pairs),
+        "student_scores": router_accuracy(by_student, pairs),
+        "graph_router": router_accuracy(graph, pairs),
+        "graph_router_uses": "student scores" if router.trusted() else "keyword rules",
+    }
+
+
+def stage_graph(args, run: Path, memory: Path, data: Path) -> dict:
     """Answer a handful of queries of each kind with the agent graph on the distilled student."""
     from distillation.trainer import STUDENT_DIR
     from graphs import build_graph
@@ -232,7 +254,13 @@ def stage_graph(args, run: Path, memory: Path) -> list[dict]:
             f"{ms:.0f}",
         )
     console.print(t)
-    return rows
+    routing = router_accuracy_on(graph, data / "test.jsonl")
+    console.print(
+        f"router accuracy on the {routing['n']} test questions: student's label scores "
+        f"{routing['student_scores']:.1%}; the graph's router ({routing['graph_router_uses']}) "
+        f"{routing['graph_router']:.1%}"
+    )
+    return {"queries": rows, "routing": routing}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         report = stage_evaluate(args, data, run, undistilled, eval_dir)
         seconds["evaluate"] = time.perf_counter() - t0
         print_headline(report)
-        queries = []
+        graph_out: dict = {"queries": [], "routing": None}
         if not args.skip_graph:
             t0 = time.perf_counter()
-            queries = stage_graph(args, run, w / "memory.sqlite")
+            graph_out = stage_graph(args, run, w / "memory.sqlite", data)
             seconds["graph"] = time.perf_counter() - t0
     except InputError as e:
         console.print(f"[red]error:[/red] {e}")
@@ -283,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "seconds": seconds,
             "report": str(eval_dir / "report.json"),
-            "queries": queries,
+            **graph_out,
         },
     )
     console.rule("[bold]5. Where everything is")

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from data_loaders.serialize import build_messages
+from data_loaders.serialize import build_messages, build_route_messages
 from graphs import prompts
 from graphs.context import GraphConfig
 from graphs.retrieval import Retrieval, Retriever, target_columns
@@ -62,11 +62,9 @@ def rule_route(query: str) -> Route:
 
 
 def route_messages(query: str) -> list[SystemMessage | HumanMessage]:
-    """The routing prompt: the user's query only, never table content."""
-    return [
-        SystemMessage(prompts.ROUTER_SYSTEM),
-        HumanMessage(prompts.ROUTER_USER.format(query=query)),
-    ]
+    """The routing prompt the student was trained on: the user's query only, no table content."""
+    system, user = build_route_messages(query)
+    return [SystemMessage(system["content"]), HumanMessage(user["content"])]
 
 
 class Router:

@@ -1,22 +1,16 @@
 """Prompt and reply text of the agent graph (constants only).
 
-The answer prompt itself is not here: qa, summarizer and validator all use
-`data_loaders.serialize.build_messages(context, question)`, the exact prompt the student was
-trained on. The routing prompt holds the user's query only, never table content, so a cell
-cannot steer the route. To teach the student to route, add pairs whose prompt is
-``ROUTER_SYSTEM`` + ``ROUTER_USER.format(query=question)`` and whose answer is the dataset's
-``task`` label (one of ``ROUTER_LABELS``).
+The prompts themselves live in `data_loaders.serialize`, next to the training data format:
+qa, summarizer and validator use `build_messages(context, question)`, and the router uses
+`build_route_messages(query)` (``ROUTER_SYSTEM`` + ``ROUTER_USER``), the exact prompts the student
+was trained on (distillation adds routing examples: ``distill`` key ``routing_share``). The
+routing prompt holds the user's query only, never table content, so a cell cannot steer the route.
 """
 
-# The labels scored by the router: the dataset's `task` values, mapped to graph nodes.
-ROUTER_LABELS = {"qa": "qa", "summarize": "summarizer", "validate": "validator"}
+from data_loaders.serialize import ROUTE_TASKS
 
-ROUTER_SYSTEM = (
-    "Classify the user's request about a table. Reply with one word: "
-    "qa (a question about values), summarize (describe rows or a group), "
-    "or validate (check whether a claim is true)."
-)
-ROUTER_USER = "Request: {query}\nLabel:"
+# The labels scored by the router: the dataset's `task` values, mapped to graph nodes.
+ROUTER_LABELS = dict(zip(ROUTE_TASKS, ("qa", "summarizer", "validator"), strict=True))
 
 # Keyword rules used when the model cannot score labels or is not confident. Checked in order:
 # a claim wins over a summary word ("is it true that the overview ...").

@@ -155,3 +155,21 @@ def test_dataset_dir_errors_name_file_and_line(tmp_path):
         load_dataset_dir(tmp_path)
     (tmp_path / "val.jsonl").write_text(json.dumps(PAIR) + "\n")
     assert load_dataset_dir(tmp_path)["val"][0]["answer"] == "75 hp"
+
+
+def test_routing_records_take_a_seeded_share_labelled_with_the_task():
+    from distillation.data import routing_records
+
+    pairs = [{**PAIR, "id": f"p{i}", "task": ("qa", "summarize", "validate")[i % 3]}
+             for i in range(40)]
+    pairs.append({**PAIR, "id": "no-task"})  # user pairs without a task are skipped
+    routes = routing_records(pairs, share=0.25, seed=0)
+    assert len(routes) == 10
+    assert routes == routing_records(pairs, share=0.25, seed=0)
+    assert routes != routing_records(pairs, share=0.25, seed=1)
+    by_id = {p["id"]: p for p in pairs}
+    for r in routes:
+        source = by_id[r["id"].removeprefix("route:")]
+        assert r["answer"] == r["task"] == source["task"]
+        assert r["question"] == source["question"] and r["context"] == ""
+    assert routing_records(pairs, share=0.0, seed=0) == []

@@ -104,7 +104,8 @@ def test_recipe_smoke_writes_student_history_and_cache(assets, tmp_path):
 
 
 def test_cached_full_vocab_kd_matches_online_kd(assets, tmp_path):
-    kw = dict(kd_ratio=1.0, max_steps=1, eval_every=0, top_k=10_000, learning_rate=1e-4)
+    kw = dict(kd_ratio=1.0, max_steps=1, eval_every=0, top_k=10_000, learning_rate=1e-4,
+              routing_share=0.0)
     cached = run_distillation(config(assets, tmp_path / "a", **kw), progress=False)
     online = run_distillation(
         config(assets, tmp_path / "b", soft_targets="online", **kw), progress=False

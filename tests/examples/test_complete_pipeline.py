@@ -56,6 +56,10 @@ def test_demo_end_to_end_with_tiny_models(demo, tmp_path, capsys):
     assert len(summary["queries"]) == len(demo.DEMO_QUERIES)
     assert {q["route"] for q in summary["queries"]} == {"qa", "summarizer", "validator"}
     assert all(q["answer"] for q in summary["queries"])
+    routing = summary["routing"]  # a random tiny student fails the probes: the rules route
+    assert routing["n"] == len((work / "data" / "test.jsonl").read_text().splitlines())
+    assert routing["graph_router_uses"] == "keyword rules"
+    assert routing["graph_router"] == 1.0
 
     # A second run reuses the dataset and the student instead of rebuilding them.
     assert demo.main([*argv, "--skip-graph"]) == 0

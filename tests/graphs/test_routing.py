@@ -106,3 +106,18 @@ def test_router_accuracy_on_cars_test_split(cars, cars_yaml):
     assert router_accuracy(lambda q: "qa", ds.splits["test"]) < 0.9  # the metric can fail
     with pytest.raises(ValueError):
         router_accuracy(rule_route, [])
+
+
+def test_routing_examples_train_the_exact_prompt_the_router_scores(tiny_model_dir):
+    from distillation.data import IGNORE_INDEX, encode_example, routing_records
+    from graphs.chat_model import LocalChatModel
+
+    model = LocalChatModel.from_dir(tiny_model_dir)
+    pair = {"id": "p1", "task": "validate", "question": "Is it true that ford pinto has 75 hp?",
+            "answer": "yes", "context": "[row 3] Name: ford pinto | horsepower: 75 hp"}
+    (route,) = routing_records([pair], share=1.0, seed=0)
+    ex = encode_example(model.tokenizer, route, max_seq_len=512)
+    prompt = model.prompt_ids(route_messages(pair["question"]))
+    assert ex["input_ids"][: len(prompt)] == prompt
+    answer = [t for t in ex["labels"] if t != IGNORE_INDEX][:-1]  # without end-of-turn
+    assert model.tokenizer.decode(answer) == "validate" and "validate" in ROUTER_LABELS
