@@ -38,6 +38,7 @@ console = Console()
 QUICK_PREPARE = ["max_pairs=400"]
 QUICK_DISTILL = [
     "teacher_adaptation.max_steps=12",
+    "teacher_adaptation.eval_every=12",
     "max_steps=20",
     "eval_every=10",
     "eval_samples=16",
