@@ -6,6 +6,7 @@ Phases (each merges its results into benchmarks/results/distill.json):
     python benchmarks/bench_distill.py adapt       # teacher adaptation: full vs LoRA to target
     python benchmarks/bench_distill.py steptime    # teacher adaptation: s/step full vs LoRA
     python benchmarks/bench_distill.py distill     # student: KD vs hard labels, same steps/seed
+    python benchmarks/bench_distill.py kd_vs_hard  # the same, reusing the demo's KD run
     python benchmarks/bench_distill.py throughput  # training tokens/s: hard, online/cached KD
     python benchmarks/bench_distill.py speed       # per-answer latency: teacher vs student arch
     python benchmarks/bench_distill.py all
@@ -158,6 +159,43 @@ def phase_distill(args) -> None:
     merge_results("student", out)
 
 
+def phase_kd_vs_hard(args) -> None:
+    """KD vs hard labels at the same steps and seed, reusing a finished demo/distill run.
+
+    The run's student was trained with KD; this trains the same student (same config from its
+    ``training_metadata.json``: teacher, data incl. routing examples, seed, steps, schedule)
+    with ``kd_ratio: 0`` and compares held-out test exact match. Costs one student training.
+    """
+    from distillation.config import DistillationConfig
+    from distillation.trainer import ADAPTED_TEACHER, STUDENT_DIR, run_distillation
+
+    run = args.run.resolve()
+    meta = json.loads((run / STUDENT_DIR / "training_metadata.json").read_text(encoding="utf-8"))
+    cfg = dict(meta["config"])
+    teacher = run / ADAPTED_TEACHER
+    if cfg.get("teacher_model_name") == "embedded" and (teacher / "config.json").is_file():
+        cfg["teacher_model_name"] = str(teacher)  # the student is pruned from the adapted one
+    cfg.update(kd_ratio=0.0, output_dir=str(WORK / "student_hard_labels"),
+               teacher_adaptation={**cfg["teacher_adaptation"], "enabled": False})
+    cfg.pop("alpha", None)
+    hard_cfg = DistillationConfig(**cfg)
+    data_dir = Path(hard_cfg.data_dir)
+    test = [json.loads(line) for line in (data_dir / "test.jsonl").open(encoding="utf-8")]
+    t0 = time.perf_counter()
+    hard = run_distillation(hard_cfg)
+    hard_s = time.perf_counter() - t0
+    out = {
+        "run": str(run), "steps": hard.steps, "kd_ratio_of_run": meta["config"]["kd_ratio"],
+        "test_samples": len(test),
+        "teacher": _test_exact_match(str(teacher), test),
+        "kd": _test_exact_match(str(run / STUDENT_DIR), test),
+        "hard_labels": {**_test_exact_match(str(hard.student_dir), test),
+                        "train_wall_seconds": hard_s},
+    }
+    merge_results("kd_vs_hard", out)
+    print(json.dumps(out, indent=2))
+
+
 def phase_throughput(args) -> None:
     """Training tokens/s for hard labels, online KD and cached KD (median over steps)."""
     from distillation.trainer import read_history, run_distillation
@@ -278,8 +316,10 @@ def phase_steptime(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("phase", choices=["prepare", "adapt", "steptime", "distill", "throughput",
-                                     "speed", "all"])
+    p.add_argument("phase", choices=["prepare", "adapt", "steptime", "distill", "kd_vs_hard",
+                                     "throughput", "speed", "all"])
+    p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo" / "distill",
+                   help="kd_vs_hard: a finished distill run dir")
     p.add_argument("--modes", nargs="+", default=["full", "lora"])
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=50)

@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         console.print("[yellow]--quick: few pairs and steps; accuracy is not representative.")
     seconds: dict[str, float | None] = {}
+    t_start = time.perf_counter()
     try:
         seconds["prepare"] = stage_prepare(args, data)
         seconds["distill"] = stage_distill(args, data, run)
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
+    seconds["total"] = time.perf_counter() - t_start  # the whole run, model loading included
     atomic_write_json(
         w / "pipeline.json",
         {
