@@ -53,12 +53,19 @@ class TeacherAdaptationConfig(StrictModel):
         "Default full: a LoRA step cost ~90% of a full step on SmolLM2-135M (CPU, batch 8), "
         "so LoRA saves little time per step and usually needs more steps.",
     )
+    train_top_layers: int | None = Field(
+        None, ge=1, description="mode 'full' only: train just the top N decoder layers and the "
+        "final norm (embeddings frozen), so backward stops early; null trains every weight."
+    )
     max_steps: int = Field(150, ge=1, le=1_000_000, description="Optimizer steps at most.")
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per optimizer step.")
     learning_rate: float = Field(1e-4, gt=0, le=1.0, description="Peak learning rate (AdamW).")
     warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps before cosine decay.")
     eval_every: int = Field(
-        50, ge=0, description="Validate every this many steps (0: never, train max_steps)."
+        50, ge=0, description="Validate every this many steps (0: only after the last step)."
+    )
+    eval_samples: int | None = Field(
+        None, ge=1, description="Validation pairs per check (null: the run's eval_samples)."
     )
     target_exact_match: float | None = Field(
         0.95,

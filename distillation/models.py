@@ -496,6 +496,32 @@ def _decoder_layers(model: PreTrainedModel):
     return layers
 
 
+def train_top_layers(model: PreTrainedModel, n: int) -> int:
+    """Freeze all weights but the top ``n`` decoder layers and the final norm.
+
+    Returns how many parameters stay trainable. Backward then stops at the lowest trained layer
+    and the embeddings (tied to the LM head in SmolLM2) get no gradient, so a step costs far
+    less than a full fine-tune's.
+
+    Raises:
+        InputError: an unsupported architecture, or ``n`` larger than the model's layer count.
+    """
+    layers = _decoder_layers(model)
+    if not 1 <= n <= len(layers):
+        raise InputError(
+            f"teacher_adaptation.train_top_layers: {n} is not between 1 and the teacher's "
+            f"{len(layers)} layers; use null to train every weight"
+        )
+    model.requires_grad_(False)
+    trainable = [*layers[len(layers) - n :]]
+    norm = getattr(model.model, "norm", None)
+    if norm is not None:
+        trainable.append(norm)
+    for module in trainable:
+        module.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def prune_layers(model: PreTrainedModel, keep: int | list[int]) -> PreTrainedModel:
     """Build a new, shallower model that keeps some of ``model``'s decoder layers.
 

@@ -378,3 +378,19 @@ def test_pruned_embedded_student_param_count_and_export(tmp_path):
     back = AutoModelForCausalLM.from_pretrained(out)
     assert back.config.num_hidden_layers == 10
     assert sum(p.numel() for p in back.parameters()) == n_student
+
+
+def test_train_top_layers_freezes_the_rest_and_backward_stops_there(tiny_dir):
+    model = M.load_model(str(tiny_dir), dtype="float32", device="cpu")
+    n_layers = model.config.num_hidden_layers
+    n = M.train_top_layers(model, 1)
+    top = model.model.layers[n_layers - 1]
+    expected = sum(p.numel() for p in top.parameters()) + model.model.norm.weight.numel()
+    assert n == expected
+    ids = torch.tensor([[5, 6, 7, 8]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert all(p.grad is not None for p in top.parameters())
+    assert all(p.grad is None for p in model.model.layers[0].parameters())
+    assert model.model.embed_tokens.weight.grad is None
+    with pytest.raises(InputError, match="train_top_layers"):
+        M.train_top_layers(model, n_layers + 1)

@@ -250,3 +250,16 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert all(a >= b for a, b in zip(f[4:], f[5:], strict=False))
     assert lr_factor(20, 4, 20, "cosine", 0.1) == pytest.approx(0.1)
     assert lr_factor(10, 0, 20, "constant", 0.1) == 1.0
+
+
+def test_best_checkpoint_needs_a_clear_exact_match_gain_else_lower_loss_wins():
+    from distillation.trainer import is_better
+
+    early = {"val_exact_match": 7 / 64, "val_loss": 3.46, "eval_samples": 64}
+    late = {"val_exact_match": 5 / 64, "val_loss": 2.06, "eval_samples": 64}
+    assert is_better(late, early)  # 2 answers of 64 is noise: the much lower loss wins
+    assert not is_better(early, late)
+    strong = {"val_exact_match": 30 / 64, "val_loss": 2.5, "eval_samples": 64}
+    assert is_better(strong, late)  # a clear exact-match gain wins despite a higher loss
+    assert not is_better(late, strong)
+    assert is_better(late, None)
