@@ -32,7 +32,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ REPORT_VERSION = 1
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HISTORY_FILENAME = "training_history.jsonl"
 ANSWER_SLACK_TOKENS = 8
+Limit = Callable[[QAPair], int]  # new-token limit for one example
 MAX_AUTO_NEW_TOKENS = 512
 _METRIC_KEYS = ("accuracy", "exact_match", "numeric_match", "token_f1", "yes_no", "rouge_l")
 _PROPORTIONS = frozenset({"exact_match", "numeric_match", "yes_no"})
@@ -227,12 +228,25 @@ def find_histories(
 
 
 def auto_max_new_tokens(spec: str, examples: Sequence[QAPair]) -> int:
-    """Longest reference answer in ``spec``'s tokens plus slack, capped (the default limit)."""
+    """Longest reference answer in ``spec``'s tokens plus slack, capped."""
+    return max(auto_max_new_tokens_by_task(spec, examples).values())
+
+
+def auto_max_new_tokens_by_task(spec: str, examples: Sequence[QAPair]) -> dict[str, int]:
+    """Per task: its longest reference answer in ``spec``'s tokens plus slack, capped.
+
+    The default limits: a one-word claim verdict is not given summary room, so a model that
+    never stops (an undistilled student) costs what the task needs, not the longest summary.
+    """
     from distillation.models import load_tokenizer
 
     tok = load_tokenizer(spec)
-    longest = max(len(tok.encode(ex.answer, add_special_tokens=False)) for ex in examples)
-    return min(longest + ANSWER_SLACK_TOKENS, MAX_AUTO_NEW_TOKENS)
+    longest: dict[str, int] = {}
+    for ex in examples:
+        n = len(tok.encode(ex.answer, add_special_tokens=False))
+        longest[ex.task] = max(longest.get(ex.task, 0), n)
+    cap = MAX_AUTO_NEW_TOKENS
+    return {t: min(n + ANSWER_SLACK_TOKENS, cap) for t, n in sorted(longest.items())}
 
 
 def file_sha256(path: Path) -> str:
@@ -354,7 +368,9 @@ def _sync(device_type: str) -> None:
         torch.cuda.synchronize()
 
 
-def _generate_block(m: LoadedModel, block: list[QAPair], max_new_tokens: int) -> list[str]:
+def _generate_block(
+    m: LoadedModel, block: list[QAPair], max_new_tokens: int | list[int]
+) -> list[str]:
     from distillation.generation import generate_answers
 
     return list(
@@ -628,7 +644,7 @@ def _check_inputs(
 
 
 def _load_and_warm_up(
-    m: LoadedModel, examples: list[QAPair], batch_size: int, max_new_tokens: int, device, dtype
+    m: LoadedModel, examples: list[QAPair], batch_size: int, limit: Limit, device, dtype
 ) -> None:
     """Load one model, run one untimed batch-1 and batched generation, record peak memory."""
     from distillation.models import load_model_and_tokenizer
@@ -638,8 +654,8 @@ def _load_and_warm_up(
         m.model, m.tokenizer = load_model_and_tokenizer(m.spec, dtype=dtype, device=str(device))
         m.load_s = time.perf_counter() - t0
         m.model.eval()
-        _generate_one_timed(m, examples[0], max_new_tokens, device.type)
-        _generate_block(m, examples[:batch_size], max_new_tokens)
+        _generate_one_timed(m, examples[0], limit(examples[0]), device.type)
+        _generate_block(m, examples[:batch_size], [limit(ex) for ex in examples[:batch_size]])
     m.peak_memory_bytes, m.memory_method = mem.delta, mem.method
 
 
@@ -647,7 +663,7 @@ def _batched_pass(
     models: list[LoadedModel],
     examples: list[QAPair],
     batch_size: int,
-    max_new_tokens: int,
+    limit: Limit,
     device_type: str,
     progress: bool,
 ) -> None:
@@ -664,7 +680,7 @@ def _batched_pass(
             m = models[(j + k) % len(models)]
             _sync(device_type)
             t0 = time.perf_counter()
-            answers = _generate_block(m, block, max_new_tokens)
+            answers = _generate_block(m, block, [limit(ex) for ex in block])
             _sync(device_type)
             m.batched_s += time.perf_counter() - t0
             m.batched_answers += len(block)
@@ -677,7 +693,7 @@ def _batched_pass(
 def _latency_pass(
     models: list[LoadedModel],
     examples: list[QAPair],
-    max_new_tokens: int,
+    limit: Limit,
     device_type: str,
     progress: bool,
 ) -> None:
@@ -686,7 +702,7 @@ def _latency_pass(
     for i, ex in enumerate(examples):
         for k in range(len(models)):
             m = models[(i + k) % len(models)]
-            lat, ttft, n_new = _generate_one_timed(m, ex, max_new_tokens, device_type)
+            lat, ttft, n_new = _generate_one_timed(m, ex, limit(ex), device_type)
             m.latency_s.append(lat)
             m.ttft_s.append(ttft)
             m.new_tokens_b1 += n_new
@@ -803,9 +819,10 @@ def evaluate_models(
         out_dir: Where the report goes; default ``<data_dir>/../eval``.
         max_examples: Evaluate a seeded random subset of this many examples.
         batch_size: Batch size of the accuracy pass (and of the throughput figures).
-        max_new_tokens: Generation limit per answer; ``None``: the longest reference answer
-            of the evaluated examples in the first model's tokens, plus `ANSWER_SLACK_TOKENS`
-            (so long summaries are not cut), at most `MAX_AUTO_NEW_TOKENS`.
+        max_new_tokens: Generation limit per answer; ``None``: per task, the longest reference
+            answer of that task's evaluated examples in the first model's tokens, plus
+            `ANSWER_SLACK_TOKENS` (so long summaries are not cut), at most
+            `MAX_AUTO_NEW_TOKENS` (the report's ``config.max_new_tokens`` is then a dict).
         latency_examples: Examples timed at batch 1 (each by every model).
         history: A ``training_history.jsonl`` to plot; default: any found next to a model.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -844,7 +861,16 @@ def evaluate_models(
     auto_tokens = max_new_tokens is None
     examples = sample_examples(all_examples, max_examples, seed)
     if max_new_tokens is None:
-        max_new_tokens = auto_max_new_tokens(plan.specs[0], examples)
+        by_task = auto_max_new_tokens_by_task(plan.specs[0], examples)
+        limits: int | dict[str, int] = by_task
+
+        def limit(ex: QAPair) -> int:
+            return by_task[ex.task]
+    else:
+        limits = max_new_tokens
+
+        def limit(ex: QAPair) -> int:
+            return max_new_tokens
     dev = resolve_device(device)
     dtype_name = str(resolve_dtype(dtype, dev)).removeprefix("torch.")
     torch.manual_seed(seed)
@@ -859,9 +885,9 @@ def evaluate_models(
     ]
 
     for m in models:
-        _load_and_warm_up(m, examples, batch_size, max_new_tokens, dev, dtype)
-    _batched_pass(models, examples, batch_size, max_new_tokens, dev.type, progress)
-    _latency_pass(models, examples[:latency_examples], max_new_tokens, dev.type, progress)
+        _load_and_warm_up(m, examples, batch_size, limit, dev, dtype)
+    _batched_pass(models, examples, batch_size, limit, dev.type, progress)
+    _latency_pass(models, examples[:latency_examples], limit, dev.type, progress)
 
     entries, scores = [], {}
     for m in models:
@@ -887,7 +913,7 @@ def evaluate_models(
             "out": str(plan.out),
             "max_examples": max_examples,
             "batch_size": batch_size,
-            "max_new_tokens": max_new_tokens,
+            "max_new_tokens": limits,
             "max_new_tokens_auto": auto_tokens,
             "latency_examples": latency_examples,
             "history": str(history) if history else None,

@@ -200,6 +200,13 @@ def cost_table(report: Mapping) -> str:
     return _md_table(header, rows)
 
 
+def _limits(value: int | dict[str, int]) -> str:
+    """``64`` or ``qa 30, summarize 97, validate 9`` (limits per task)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{task} {n}" for task, n in value.items()) + " (per task)"
+    return str(value)
+
+
 def render_markdown(report: Mapping, plots: Mapping[str, str] | None = None) -> str:
     """The human report: headline first, then per question type, metrics, cost, definitions."""
     ds, cfg, env = report["dataset"], report["config"], report["environment"]
@@ -209,7 +216,8 @@ def render_markdown(report: Mapping, plots: Mapping[str, str] | None = None) -> 
         f"Dataset `{ds['dir']}`, split **{ds['split']}**: {ds['n_examples']} of {ds['n_split']} "
         f"examples (manifest sha256 `{ds['manifest_sha256'][:16]}`). Device {env['device']}"
         f" ({env['dtype']}, {env['torch_threads']} threads), greedy decoding, "
-        f"max {cfg['max_new_tokens']} new tokens. distillgraph {report['distillgraph_version']}, "
+        f"max new tokens {_limits(cfg['max_new_tokens'])}. "
+        f"distillgraph {report['distillgraph_version']}, "
         f"{report['created_utc']}.",
         "",
         f"Reference: **{cfg['reference']}** (speedup and ratios are against it)"

@@ -265,6 +265,27 @@ def test_auto_max_new_tokens_covers_longest_answer(workdir):
     longest = max(len(tok.encode(e.answer, add_special_tokens=False)) for e in ex)
     n = E.auto_max_new_tokens(str(workdir["teacher"]), ex)
     assert n == longest + E.ANSWER_SLACK_TOKENS
+    by_task = E.auto_max_new_tokens_by_task(str(workdir["teacher"]), ex)
+    assert set(by_task) == {e.task for e in ex} and max(by_task.values()) == n
+    for task, limit in by_task.items():  # each task gets room for its own longest answer only
+        own = max(len(tok.encode(e.answer, add_special_tokens=False)) for e in ex if e.task == task)
+        assert limit == own + E.ANSWER_SLACK_TOKENS
+
+
+def test_auto_limits_are_per_task_in_generation_and_report(workdir, monkeypatch):
+    seen = {}
+
+    def fake_block(m, block, max_new_tokens):
+        for ex, n in zip(block, max_new_tokens, strict=True):
+            seen.setdefault(ex.task, set()).add(n)
+        return [ex.answer for ex in block]
+
+    monkeypatch.setattr(E, "_generate_block", fake_block)
+    rep = E.evaluate_models([workdir["teacher"], workdir["student"]], workdir["data"],
+                            batch_size=4, latency_examples=1, progress=False, write=False)
+    limits = rep["config"]["max_new_tokens"]
+    assert rep["config"]["max_new_tokens_auto"] is True
+    assert {t: {n} for t, n in limits.items()} == seen
 
 
 def test_default_labels_unique():
