@@ -6,10 +6,11 @@ model once, then measures them on the same examples:
 1. **Load + memory.** Each model is loaded and warmed up (one batch-1 and one batched
    generation, untimed). Peak memory is the rise over the pre-load level during load and
    warm-up: ``torch.cuda.max_memory_allocated`` on a GPU, else the process RSS sampled every 2 ms.
-2. **Accuracy + batched throughput.** Examples go in blocks of ``batch_size``; every block is
-   answered by every model (greedy, via `distillation.generation.generate_answers`), the model
-   order rotating from block to block, so a slow spell of a shared machine hits all models
-   alike and the speed ratios hold.
+2. **Accuracy + batched throughput.** Examples go in blocks of ``batch_size`` (grouped by task
+   and reference length); every block is answered by every model (greedy, via
+   `distillation.generation.generate_answers`), the model order rotating from block to block,
+   so a slow spell of a shared machine hits all models alike and the speed ratios hold. By
+   default each task has its own new-token limit: its longest reference answer plus slack.
 3. **Latency at batch 1.** On the first ``latency_examples`` examples, each model (again in
    rotating order) answers one example at a time; time to first token is taken when the first
    new token leaves ``generate`` (a streamer), the answer's latency when it returns.

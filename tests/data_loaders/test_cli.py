@@ -105,7 +105,7 @@ def test_cars_config_is_valid_and_documented():
         "distillgraph prepare examples/data/cars.csv --out runs/cars/data "
         "--config configs/prepare_cars.yaml" in line for line in first)
     cfg = load_config(PrepareConfig, CARS_CONFIG)
-    assert cfg.table.entity_column == "Name" and cfg.max_pairs == 800
+    assert cfg.table.entity_column == "Name" and cfg.max_pairs == 700
     cols = cfg.table.columns
     mpg = cols["Miles_per_Gallon"]
     assert (mpg.alias, mpg.unit) == ("fuel economy", "mpg")
