@@ -35,17 +35,18 @@ from rich.table import Table as RichTable  # noqa: E402
 console = Console()
 
 # --quick: fewer pairs and steps so the whole demo runs in under 5 minutes on 2 CPU cores.
-QUICK_PREPARE = ["max_pairs=200"]
+QUICK_PREPARE = ["max_pairs=120"]
 QUICK_DISTILL = [
-    "teacher_adaptation.max_steps=6",
-    "teacher_adaptation.eval_every=6",
+    "teacher_adaptation.max_steps=3",
+    "teacher_adaptation.eval_every=3",
     "teacher_adaptation.eval_samples=8",
     "max_steps=12",
     "eval_every=12",
     "eval_samples=8",
     "save_every=12",
 ]
-QUICK_EVAL_EXAMPLES = 16
+QUICK_EVAL_EXAMPLES = 12
+QUICK_LATENCY_EXAMPLES = 4
 
 DEMO_QUERIES = [
     "What is the horsepower of ford pinto?",
@@ -147,6 +148,7 @@ def stage_evaluate(args, data: Path, run: Path, undistilled: Path, eval_dir: Pat
         baseline="undistilled",
         out_dir=eval_dir,
         max_examples=QUICK_EVAL_EXAMPLES if args.quick else args.max_examples,
+        latency_examples=QUICK_LATENCY_EXAMPLES if args.quick else 16,
         device="cpu",
     )
 
