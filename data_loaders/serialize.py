@@ -29,9 +29,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import pandas as pd
+
+from data_loaders.schema import Task
 
 SYSTEM_PROMPT = "Answer using only the table rows given. Reply briefly."
 ROUTER_SYSTEM = (
@@ -40,7 +42,7 @@ ROUTER_SYSTEM = (
     "or validate (check whether a claim is true)."
 )
 ROUTER_USER = "Request: {query}\nLabel:"
-ROUTE_TASKS = ("qa", "summarize", "validate")
+ROUTE_TASKS: tuple[str, ...] = get_args(Task)  # the answers of a routing prompt
 MAX_CELL_CHARS = 200
 _WS = re.compile(r"\s+")
 

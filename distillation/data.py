@@ -143,6 +143,12 @@ def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], **kw) -> s
     return tokenizer.apply_chat_template(messages, tokenize=False, **kw)
 
 
+def encode_messages(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> list[int]:
+    """Token ids of chat ``messages``, ending with the assistant turn's opening."""
+    text = _render(tokenizer, messages, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, context: str, question: str) -> list[int]:
     """Token ids of the chat prompt for one pair, ending with the assistant turn's opening.
 
@@ -151,8 +157,7 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, context: str, question: st
         context: serialized rows/facts (`data_loaders.serialize` format).
         question: the question.
     """
-    text = _render(tokenizer, build_messages(context, question), add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return encode_messages(tokenizer, build_messages(context, question))
 
 
 def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -205,9 +210,7 @@ def encode_example(
     if hasattr(pair, "model_dump"):
         pair = pair.model_dump()
     if pair.get("kind") == ROUTE_KIND:
-        messages = build_route_messages(pair["question"])
-        text = _render(tokenizer, messages, add_generation_prompt=True)
-        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+        prompt = encode_messages(tokenizer, build_route_messages(pair["question"]))
     else:
         prompt = encode_prompt(tokenizer, pair["context"], pair["question"])
     answer = tokenizer(pair["answer"].strip(), add_special_tokens=False)["input_ids"]

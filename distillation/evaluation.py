@@ -51,8 +51,8 @@ REPORT_VERSION = 1
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HISTORY_FILENAME = "training_history.jsonl"
 ANSWER_SLACK_TOKENS = 8
-Limit = Callable[[QAPair], int]  # new-token limit for one example
 MAX_AUTO_NEW_TOKENS = 512
+Limit = Callable[[QAPair], int]  # new-token limit for one example
 _METRIC_KEYS = ("accuracy", "exact_match", "numeric_match", "token_f1", "yes_no", "rouge_l")
 _PROPORTIONS = frozenset({"exact_match", "numeric_match", "yes_no"})
 
@@ -226,11 +226,6 @@ def find_histories(
                 found[label] = cand
                 break
     return found
-
-
-def auto_max_new_tokens(spec: str, examples: Sequence[QAPair]) -> int:
-    """Longest reference answer in ``spec``'s tokens plus slack, capped."""
-    return max(auto_max_new_tokens_by_task(spec, examples).values())
 
 
 def auto_max_new_tokens_by_task(spec: str, examples: Sequence[QAPair]) -> dict[str, int]:
@@ -861,17 +856,14 @@ def evaluate_models(
     all_examples = load_examples(plan.split_file)
     auto_tokens = max_new_tokens is None
     examples = sample_examples(all_examples, max_examples, seed)
-    if max_new_tokens is None:
-        by_task = auto_max_new_tokens_by_task(plan.specs[0], examples)
-        limits: int | dict[str, int] = by_task
+    limits: int | dict[str, int] = (
+        auto_max_new_tokens_by_task(plan.specs[0], examples)
+        if max_new_tokens is None
+        else max_new_tokens
+    )
 
-        def limit(ex: QAPair) -> int:
-            return by_task[ex.task]
-    else:
-        limits = max_new_tokens
-
-        def limit(ex: QAPair) -> int:
-            return max_new_tokens
+    def limit(ex: QAPair) -> int:
+        return limits[ex.task] if isinstance(limits, dict) else limits
     dev = resolve_device(device)
     dtype_name = str(resolve_dtype(dtype, dev)).removeprefix("torch.")
     torch.manual_seed(seed)

@@ -711,10 +711,10 @@ def evaluate(
             del logits
         # An answer longer than the reference plus a margin cannot be an exact match, so
         # decoding stops there: a weak model does not run every answer to eval_max_new_tokens.
+        # The labelled tokens of an encoded example are its answer plus the end-of-turn token.
         limits = [
             min(config.eval_max_new_tokens,
-                len(tokenizer(pairs[i]["answer"], add_special_tokens=False)["input_ids"])
-                + EM_MARGIN_TOKENS)
+                sum(t != IGNORE_INDEX for t in examples[i]["labels"]) - 1 + EM_MARGIN_TOKENS)
             for i in mine
         ]
         answers = generate_answers(
