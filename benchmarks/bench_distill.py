@@ -73,18 +73,19 @@ def phase_adapt(args) -> None:
     """Full fine-tune vs LoRA: training wall time until val exact match >= target."""
     from accelerate import Accelerator
 
-    from distillation.trainer import adapt_teacher, load_teacher
+    from distillation.trainer import adapt_teacher, load_teacher, read_records
 
-    train, val = load_split("train"), load_split("val")
+    data_dir = (args.data or DATA).resolve()
     out = {}
     for mode in args.modes:
         lr = args.lr_full if mode == "full" else args.lr_lora
         cfg = base_config(
-            output_dir=WORK / f"adapt_{mode}", eval_samples=args.eval_samples,
+            data_dir=data_dir, output_dir=WORK / f"adapt_{mode}", eval_samples=args.eval_samples,
             teacher_adaptation={"enabled": True, "mode": mode, "max_steps": args.steps,
                                 "batch_size": 8, "learning_rate": lr,
                                 "eval_every": args.eval_every, "target_exact_match": args.target},
         )
+        train, val = read_records(cfg, None, None)  # train pairs + routing examples
         teacher, tok = load_teacher(cfg, "embedded")
         _, metrics = adapt_teacher(teacher, tok, train, val, cfg, Accelerator(cpu=True))
         evals = metrics["evals"]
@@ -101,6 +102,7 @@ def phase_adapt(args) -> None:
         }
         del teacher
     merge_results("teacher_adaptation", {
+        "data_dir": str(data_dir), "train_examples": len(train), "max_steps": args.steps,
         "target_val_exact_match": args.target, "batch_size": 8,
         "eval_samples": args.eval_samples, "modes": out,
     })
@@ -181,16 +183,24 @@ def phase_kd_vs_hard(args) -> None:
     hard_cfg = DistillationConfig(**cfg)
     data_dir = Path(hard_cfg.data_dir)
     test = [json.loads(line) for line in (data_dir / "test.jsonl").open(encoding="utf-8")]
-    t0 = time.perf_counter()
-    hard = run_distillation(hard_cfg)
-    hard_s = time.perf_counter() - t0
+    hard_dir = Path(hard_cfg.output_dir) / STUDENT_DIR
+    hard_meta = hard_dir / "training_metadata.json"
+    reused = args.reuse and hard_meta.is_file() and json.loads(
+        hard_meta.read_text(encoding="utf-8"))["config"] == hard_cfg.model_dump(mode="json")
+    hard_info: dict = {"reused": reused}
+    if reused:  # a finished hard-label run with exactly this config
+        steps = json.loads(hard_meta.read_text(encoding="utf-8")).get("steps")
+        print(f"reusing the hard-label student in {hard_dir}")
+    else:
+        t0 = time.perf_counter()
+        hard = run_distillation(hard_cfg)
+        steps, hard_info["train_wall_seconds"] = hard.steps, time.perf_counter() - t0
     out = {
-        "run": str(run), "steps": hard.steps, "kd_ratio_of_run": meta["config"]["kd_ratio"],
+        "run": str(run), "steps": steps, "kd_ratio_of_run": meta["config"]["kd_ratio"],
         "test_samples": len(test),
         "teacher": _test_exact_match(str(teacher), test),
         "kd": _test_exact_match(str(run / STUDENT_DIR), test),
-        "hard_labels": {**_test_exact_match(str(hard.student_dir), test),
-                        "train_wall_seconds": hard_s},
+        "hard_labels": {**_test_exact_match(str(hard_dir), test), **hard_info},
     }
     merge_results("kd_vs_hard", out)
     print(json.dumps(out, indent=2))
@@ -320,6 +330,10 @@ def main() -> None:
                                      "throughput", "speed", "all"])
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo" / "distill",
                    help="kd_vs_hard: a finished distill run dir")
+    p.add_argument("--reuse", action="store_true",
+                   help="kd_vs_hard: reuse a finished hard-label student with the same config")
+    p.add_argument("--data", type=Path, default=None,
+                   help="adapt: a dataset dir (default: the cars dataset the prepare phase makes)")
     p.add_argument("--modes", nargs="+", default=["full", "lora"])
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=50)

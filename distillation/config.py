@@ -227,6 +227,12 @@ class DistillationConfig(StrictModel):
     student_lora: LoraSettings | None = Field(
         None, description="Train LoRA adapters on the student instead of all its weights."
     )
+    student_quantization: Literal["4bit", "8bit"] | None = Field(
+        None,
+        description="QLoRA: load the named student quantized with bitsandbytes (CUDA only) and "
+        "train student_lora adapters on it; the export merges them into the full-precision "
+        "student. Needs student_model_name and student_lora.",
+    )
     teacher_adaptation: TeacherAdaptationConfig = Field(
         default_factory=TeacherAdaptationConfig, description="Optional first stage."
     )
@@ -258,6 +264,17 @@ class DistillationConfig(StrictModel):
                 "quantization: a pruned student cannot be copied from a quantized teacher; "
                 "name a student_model_name or set quantization to null"
             )
+        if self.student_quantization is not None:
+            if self.student_model_name is None:
+                raise ValueError(
+                    "student_quantization: QLoRA needs a named student; set student_model_name "
+                    "or student_quantization to null"
+                )
+            if self.student_lora is None:
+                raise ValueError(
+                    "student_quantization: a quantized student trains LoRA adapters only; set "
+                    "student_lora (e.g. student_lora.r=16) or student_quantization to null"
+                )
         return self
 
     @property

@@ -413,6 +413,7 @@ def load_model(
         InputError: bad spec, pickle-only weights, a load failure, or quantization asked for
             where it is impossible (no CUDA, no bitsandbytes, or a .gguf source).
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
     dev = resolve_device(device)
@@ -438,8 +439,9 @@ def load_model(
         "use_safetensors": True,
         "trust_remote_code": trust_remote_code,
     }
-    if bnb is not None:
-        kw.update(quantization_config=bnb, device_map={"": dev})
+    if bnb is not None:  # each `accelerate launch` process loads onto its own GPU
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        kw.update(quantization_config=bnb, device_map={"": index})
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kw)
     except (OSError, ValueError) as e:
@@ -700,6 +702,39 @@ def apply_lora(
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def merge_lora_full_precision(
+    model: PeftModel,
+    base_spec: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """Merge a (Q)LoRA model's adapters into an unquantized copy of its base model.
+
+    Merging into 4-/8-bit weights would round the result and leave a model that needs
+    bitsandbytes to load; QLoRA exports instead reload the base in ``dtype`` and merge there.
+
+    Args:
+        model: a ``PeftModel`` (typically over a bitsandbytes-quantized base).
+        base_spec: the base model to reload, see `resolve_model_spec`.
+        dtype: the reloaded base's dtype, see `resolve_dtype`.
+        device: see `resolve_device`.
+        trust_remote_code: allow model code from the base model's repository.
+
+    Returns:
+        A plain model with the adapters merged in.
+    """
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    adapters = {k: v.detach().to("cpu") for k, v in get_peft_model_state_dict(model).items()}
+    lora_config = model.peft_config[model.active_adapter]
+    base = load_model(base_spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    merged = get_peft_model(base, lora_config)
+    set_peft_model_state_dict(merged, adapters)
+    return merged.merge_and_unload()
 
 
 # --------------------------------------------------------------------------------------------

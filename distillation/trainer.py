@@ -230,7 +230,8 @@ def run_distillation(
     trainable = [p for p in student.parameters() if p.requires_grad]
 
     # ---------------------------------------------------------------- 6. the loop
-    bar = make_bar(config.max_steps, step, disable=not (progress and accelerator.is_main_process))
+    bar = make_bar(config.max_steps, step, disable=not (progress and accelerator.is_main_process),
+                   main=accelerator.is_main_process)
     run_start = time.perf_counter() - state["elapsed"]
     student.train()
     while step < config.max_steps:
@@ -475,9 +476,12 @@ def build_student(
     )
 
     if config.student_model_name is not None:
+        # QLoRA: the frozen quantized base keeps config.dtype for its unquantized parts.
         student, tokenizer = load_model_and_tokenizer(
-            config.student_model_name, dtype="float32", device=config.device,
-            trust_remote_code=config.trust_remote_code,
+            config.student_model_name,
+            dtype=config.dtype if config.student_quantization else "float32",
+            device=config.device, trust_remote_code=config.trust_remote_code,
+            quantization=config.student_quantization,
         )
         if config.kd_ratio > 0 and teacher_tok is not None:
             check_tokenizers_compatible(
@@ -535,12 +539,15 @@ def make_scheduler(optimizer, warmup: int, total: int, schedule: str, min_ratio:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def make_bar(total: int, initial: int, *, disable: bool):
-    """The training progress bar (steps, with ETA)."""
+def make_bar(total: int, initial: int, *, disable: bool, main: bool = True):
+    """The training progress bar (steps, ETA); its ``write`` prints on the main process only."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="distill", unit="step", disable=disable,
-                dynamic_ncols=True)
+    bar = tqdm(total=total, initial=initial, desc="distill", unit="step", disable=disable,
+               dynamic_ncols=True)
+    if not main:
+        bar.write = lambda *args, **kw: None  # one line per validation, not one per process
+    return bar
 
 
 # ============================================================================================
@@ -948,7 +955,8 @@ def adapt_teacher(
     cursor = Cursor()
     eval_cfg = config.model_copy(update={"batch_size": ad.batch_size})
     metrics: dict[str, Any] = {"mode": ad.mode, "steps": 0, "evals": []}
-    bar = make_bar(ad.max_steps, 0, disable=not (progress and accelerator.is_main_process))
+    bar = make_bar(ad.max_steps, 0, disable=not (progress and accelerator.is_main_process),
+                   main=accelerator.is_main_process)
     bar.set_description("adapt teacher")
     start, eval_seconds = time.perf_counter(), 0.0
     for step in range(1, ad.max_steps + 1):
@@ -1060,6 +1068,13 @@ def export_student(
         "weights_hash": student_hash,
         "config": config.model_dump(mode="json"),
     }
+    if config.student_quantization is not None:  # QLoRA: merge into the unquantized student
+        from distillation.models import merge_lora_full_precision
+
+        model = merge_lora_full_precision(
+            model, config.student_model_name, dtype=config.dtype, device=config.device,
+            trust_remote_code=config.trust_remote_code,
+        )
     export_model(model, tokenizer, student_dir, merge_lora=True, card=card, metadata=metadata)
 
 

@@ -200,8 +200,8 @@ def router_accuracy_on(graph, test_file: Path) -> dict:
     router = graph.distillgraph_router
 
     def by_student(query: str) -> str:
-        s = router.scores(query) or {}
-        return ROUTER_LABELS[max(s, key=s.__getitem__)] if s else "none"
+        label = router.model_label(query)
+        return ROUTER_LABELS[label] if label else "none"
 
     return {
         "n": len(pairs),

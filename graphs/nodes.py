@@ -84,6 +84,11 @@ class Router:
             return None
         return score(route_messages(query), list(prompts.ROUTER_LABELS))
 
+    def model_label(self, query: str) -> str | None:
+        """The dataset label the model's scores rank first (None when it cannot score)."""
+        s = self.scores(query)
+        return max(s, key=s.__getitem__) if s else None
+
     def trusted(self) -> bool:
         """Whether the model labels every probe right (checked once, then cached)."""
         if self._trusted is None:
@@ -96,8 +101,7 @@ class Router:
         if self.mode != "score" or not hasattr(self.model, "score_labels"):
             return False
         for query, label in prompts.ROUTER_PROBES:
-            s = self.scores(query)
-            if s is None or max(s, key=s.__getitem__) != label:
+            if self.model_label(query) != label:
                 log.info("router: the model mislabels %r; routing by rules", query)
                 return False
         return True

@@ -394,3 +394,17 @@ def test_train_top_layers_freezes_the_rest_and_backward_stops_there(tiny_dir):
     assert model.model.embed_tokens.weight.grad is None
     with pytest.raises(InputError, match="train_top_layers"):
         M.train_top_layers(model, n_layers + 1)
+
+
+def test_merge_lora_full_precision_matches_the_adapted_model(tiny_dir):
+    model, _ = M.load_model_and_tokenizer(str(tiny_dir), device="cpu")
+    peft = M.apply_lora(model, r=4, alpha=8, dropout=0.0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    ids = torch.tensor([[5, 9, 14, 3, 7]])
+    expected = peft(input_ids=ids).logits
+    merged = M.merge_lora_full_precision(peft, str(tiny_dir), dtype="float32", device="cpu")
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    torch.testing.assert_close(merged(input_ids=ids).logits, expected, atol=1e-4, rtol=1e-4)

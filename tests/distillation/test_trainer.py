@@ -263,3 +263,45 @@ def test_best_checkpoint_needs_a_clear_exact_match_gain_else_lower_loss_wins():
     assert is_better(strong, late)  # a clear exact-match gain wins despite a higher loss
     assert not is_better(late, strong)
     assert is_better(late, None)
+
+
+def test_qlora_student_trains_adapters_and_exports_a_merged_full_precision_model(
+    assets, tmp_path, monkeypatch
+):
+    # bitsandbytes needs CUDA; with its config step stubbed out the named student loads in
+    # full precision, and the rest of the QLoRA path runs: only adapters train and checkpoint,
+    # and the export reloads the unquantized student and merges the adapters into it.
+    import distillation.models as M
+
+    asked = []
+    monkeypatch.setattr(M, "_check_quantization", lambda q, dev: asked.append(q))
+    student_dir = assets["teacher"]  # a named student sharing the teacher's tokenizer
+    cfg = config(assets, tmp_path / "run", student_model_name=str(student_dir),
+                 student_quantization="4bit", student_lora={"r": 4, "alpha": 8, "dropout": 0.0},
+                 learning_rate=1e-2)
+    result = run_distillation(cfg, progress=False)
+    assert "4bit" in asked
+    ckpt = torch.load(tmp_path / "run/checkpoints/last/model.pt", weights_only=True)
+    assert ckpt and all("lora_" in k for k in ckpt)
+    merged = load_file(str(result.student_dir / "model.safetensors"))
+    base = load_file(str(student_dir / "model.safetensors"))
+    assert not any("lora_" in k for k in merged) and merged.keys() == base.keys()
+    assert any(not torch.equal(merged[k], base[k]) for k in base)  # the adapters were merged
+    meta = json.loads((result.student_dir / "training_metadata.json").read_text())
+    assert meta["format"] == "full_model"
+
+
+@pytest.mark.parametrize("kw, key", [
+    ({"student_quantization": "4bit", "student_lora": {"r": 4}}, "student_model_name"),
+    ({"student_quantization": "4bit", "student_model_name": "x"}, "student_lora"),
+])
+def test_qlora_config_needs_a_named_student_and_lora(kw, key):
+    with pytest.raises(ValueError, match=key):
+        DistillationConfig(**kw)
+
+
+def test_qlora_student_on_cpu_is_a_clear_error(assets, tmp_path):
+    cfg = config(assets, tmp_path / "run", student_model_name=str(assets["teacher"]),
+                 student_quantization="8bit", student_lora={"r": 4})
+    with pytest.raises(InputError, match="quantization: 8bit needs a CUDA GPU"):
+        run_distillation(cfg, progress=False)
