@@ -185,8 +185,8 @@ def phase_kd_vs_hard(args) -> None:
     test = [json.loads(line) for line in (data_dir / "test.jsonl").open(encoding="utf-8")]
     hard_dir = Path(hard_cfg.output_dir) / STUDENT_DIR
     hard_meta = hard_dir / "training_metadata.json"
-    reused = args.reuse and hard_meta.is_file() and json.loads(
-        hard_meta.read_text(encoding="utf-8"))["config"] == hard_cfg.model_dump(mode="json")
+    reused = args.reuse and hard_meta.is_file() and DistillationConfig(**json.loads(
+        hard_meta.read_text(encoding="utf-8"))["config"]) == hard_cfg  # defaults filled in
     hard_info: dict = {"reused": reused}
     if reused:  # a finished hard-label run with exactly this config
         steps = json.loads(hard_meta.read_text(encoding="utf-8")).get("steps")

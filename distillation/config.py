@@ -50,8 +50,9 @@ class TeacherAdaptationConfig(StrictModel):
     mode: Literal["full", "lora"] = Field(
         "full",
         description="'full' fine-tunes every weight; 'lora' trains adapters and merges them. "
-        "Default full: a LoRA step cost ~90% of a full step on SmolLM2-135M (CPU, batch 8), "
-        "so LoRA saves little time per step and usually needs more steps.",
+        "Default full, measured on SmolLM2-135M and the cars data (CPU, batch 8): a LoRA step "
+        "(r 16, all linear layers, lr 1e-3) costs 97% of a full step, and LoRA needed 60 steps "
+        "to reach the val loss full fine-tuning reaches in 36.",
     )
     train_top_layers: int | None = Field(
         None, ge=1, description="mode 'full' only: train just the top N decoder layers and the "
