@@ -15,21 +15,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from distillation.models import build_tiny_model_dir
+from distillation.config import load_distill_config
 from distillation.trainer import read_history, run_distillation
-from tests.distillation.test_trainer import make_pairs
+from tests.distillation.test_trainer import build_assets
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_two_processes_split_each_step_and_export_once(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    train, val = make_pairs(32, 0), make_pairs(8, 1)
-    for name, pairs in (("train", train), ("val", val)):
-        (data / f"{name}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    texts = [f"{p['context']}\n{p['question']}\n{p['answer']}" for p in train]
-    teacher = build_tiny_model_dir(tmp_path / "teacher", n_layers=4, texts=texts, vocab_size=320)
+    assets = build_assets(tmp_path)
+    data, teacher = assets["data"], assets["teacher"]
     common = [f"teacher_model_name={teacher}", "student_layers=2", f"data_dir={data}",
               "batch_size=4", "eval_every=2", "eval_samples=4", "eval_max_new_tokens=4",
               "save_every=2", "device=cpu", "learning_rate=1e-3", "warmup_steps=1", "top_k=16",
@@ -42,8 +37,6 @@ def test_two_processes_split_each_step_and_export_once(tmp_path):
            f"output_dir={tmp_path / 'ddp'}", "max_steps=4"]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-
-    from distillation.config import load_distill_config
 
     single = run_distillation(
         load_distill_config(None, [*common, f"output_dir={tmp_path / 'one'}", "max_steps=8"]),

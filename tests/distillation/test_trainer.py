@@ -45,9 +45,8 @@ def make_pairs(n, seed):
     return out
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
+def build_assets(root: Path) -> dict:
+    """A tiny teacher (4 layers, its own BPE tokenizer) and a train/val dataset under ``root``."""
     data = root / "data"
     data.mkdir()
     train, val = make_pairs(32, 0), make_pairs(8, 1)
@@ -59,6 +58,11 @@ def assets(tmp_path_factory):
     cfg_file = teacher / "config.json"
     cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "attention_dropout": 0.1}))
     return {"data": data, "teacher": teacher, "texts": texts}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return build_assets(tmp_path_factory.mktemp("assets"))
 
 
 def config(assets, out, **kw):
