@@ -3,7 +3,8 @@
 `check_answer` accepts an answer only when everything it states can be found in what was
 retrieved: every entity it names is one of the retrieved rows (or named in a fact), every number
 matches a cell or a fact within tolerance, and an answer with neither must be a whole cell value
-(or yes/no). Anything else, including text a table cell tried to inject, is unsupported.
+(or yes/no, to a question that asks yes or no). Anything else, including text a table cell
+tried to inject, is unsupported.
 
 `check_claim` decides a claim deterministically when it can be read as entity + column + value
 ("is it true that the ford pinto has 4 cylinders?"); it returns None otherwise, and the validator
@@ -25,6 +26,20 @@ from graphs.retrieval import QueryParse, Retrieval, TableIndex, col_words, norma
 from graphs.state import Verdict
 
 YES_NO = frozenset({"yes", "no", "true", "false"})
+# A question that starts with one of these (or says "yes or no"/"true or false") can be answered
+# yes/no; "How many ..." or "Which car ..." cannot.
+_YES_NO_OPENERS = frozenset({
+    "is", "are", "was", "were", "does", "do", "did", "has", "have", "had", "can", "could",
+    "will", "would", "should", "claim", "true", "answer",
+})
+
+
+def asks_yes_no(parse: QueryParse | None) -> bool:
+    """Whether a yes/no reply can answer the parsed question (True when nothing was parsed)."""
+    if parse is None or not parse.tokens:
+        return True
+    text = " ".join(parse.tokens)
+    return parse.tokens[0] in _YES_NO_OPENERS or "yes or no" in text or "true or false" in text
 _NUM = re.compile(r"^\d+(?:\.\d+)?$")
 
 
@@ -153,7 +168,13 @@ def check_answer(
     if mode == "qa" and not p.entities and not p.numbers:
         norm = normalize(text)
         if norm in YES_NO or norm.split(" ")[0] in YES_NO and len(norm.split()) <= 2:
-            pass
+            if not asks_yes_no(q):
+                return Verdict(
+                    supported=False,
+                    reason="it answers yes/no, but the question asks for a value",
+                    evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
+                    checked_by="table",
+                )
         elif norm not in sup.texts:
             return Verdict(
                 supported=False,

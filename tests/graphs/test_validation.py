@@ -44,6 +44,10 @@ def _check(retriever, question, answer, mode="qa"):
         ("How many cars have origin Japan?", "59", None),  # value checked below
         ("What is the origin of chevrolet chevelle malibu?", "USA", True),
         ("What is the origin of chevrolet chevelle malibu?", "Japan", False),
+        # a bare yes/no answers only a yes/no question
+        ("How many cars have origin Japan?", "yes", False),
+        ("Which has the higher weight: chevrolet chevelle malibu or amc gremlin?", "no", False),
+        ("Is the origin of chevrolet chevelle malibu USA?", "yes", True),
     ],
 )
 def test_check_answer(cars, retriever, question, answer, ok):
