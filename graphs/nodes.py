@@ -29,7 +29,7 @@ from graphs import prompts
 from graphs.context import GraphConfig
 from graphs.retrieval import Retrieval, Retriever, target_columns
 from graphs.state import ROUTES, Route, State, Verdict, turn_defaults
-from graphs.validation import check_answer, check_claim, read_yes_no
+from graphs.validation import check_answer, check_claim, read_yes_no, table_answer
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,16 @@ def route_messages(query: str) -> list[SystemMessage | HumanMessage]:
     """The routing prompt the student was trained on: the user's query only, no table content."""
     system, user = build_route_messages(query)
     return [SystemMessage(system["content"]), HumanMessage(user["content"])]
+
+
+def _computed_by_table(out: dict, answer: str, r: Retrieval, reason: str) -> None:
+    """Replace an unsupported model answer in a node's output with the table's own answer."""
+    out.update(
+        answer=answer,
+        answered_by="table",
+        verdict=Verdict(supported=True, reason=reason, evidence=r.row_lines()[:5] + r.facts[:3],
+                        checked_by="table"),
+    )
 
 
 class Router:
@@ -328,11 +338,22 @@ class Nodes:
         }
 
     def qa(self, state: State) -> dict:
-        """Answer a question from the retrieved rows and facts, checked against the table."""
+        """Answer a question from the retrieved rows and facts, checked against the table.
+
+        When no model answer is supported and the question reads as a dataset program
+        (lookup, comparison, superlative, count/mean/sum over a filter), the table answers.
+        """
         r = self.retriever.retrieve(state["query"])
         if not r.found:
             return self._not_found()
-        return self._answer_checked(state["query"], r, "qa")
+        out = self._answer_checked(state["query"], r, "qa")
+        computed = None if out["verdict"].get("supported") or r.parse is None else (
+            table_answer(r.parse)
+        )
+        if computed is not None:
+            answer, program = computed
+            _computed_by_table(out, answer, r, f"computed from the table ({program['op']})")
+        return out
 
     def summarizer(self, state: State) -> dict:
         """Summarize the rows or group the user names; the summary's values are checked."""
@@ -344,16 +365,7 @@ class Nodes:
             return out
         table_summary = self._table_summary(r)
         if table_summary:  # the table's own summary beats an unsupported one
-            out.update(
-                answer=table_summary,
-                answered_by="table",
-                verdict=Verdict(
-                    supported=True,
-                    reason="computed from the table",
-                    evidence=r.row_lines()[:5],
-                    checked_by="table",
-                ),
-            )
+            _computed_by_table(out, table_summary, r, "computed from the table")
         return out
 
     def _table_summary(self, r: Retrieval) -> str | None:

@@ -22,7 +22,15 @@ import pandas as pd
 
 from data_loaders.serialize import format_value
 from graphs.context import ValidationConfig
-from graphs.retrieval import QueryParse, Retrieval, TableIndex, col_words, normalize, parse_query
+from graphs.retrieval import (
+    QueryParse,
+    Retrieval,
+    TableIndex,
+    col_words,
+    normalize,
+    parse_query,
+    target_columns,
+)
 from graphs.state import Verdict
 
 YES_NO = frozenset({"yes", "no", "true", "false"})
@@ -201,6 +209,63 @@ class ClaimResult:
     true: bool
     answer: str  # the reply, e.g. "Yes: the table gives horsepower 130 for ford pinto."
     verdict: Verdict
+
+
+_HIGHER = frozenset({"higher", "more", "larger", "bigger", "greater", "heavier", "faster",
+                     "longer"})
+_LOWER = frozenset({"lower", "less", "fewer", "smaller", "lighter", "slower", "shorter"})
+
+
+def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
+    """The dataset program (`data_loaders.programs`) a question reads as, or None.
+
+    Reads the four question shapes the QA node answers: a lookup (one entity, one column), a
+    comparison of two entities on a column ("which has the higher ...", "... heavier ..."), a
+    superlative over a filtered group and a count, mean or sum over one. Anything less clear
+    (no filter for a group question, two columns, an unknown direction) gives None.
+    """
+    t, p = parse.table, parse
+    where = [{"column": f.column, "op": f.op, "value": f.value} for f in p.filters]
+    filter_cols = {f.column for f in p.filters}
+    numeric = [c for c in target_columns(p) if c not in filter_cols]
+    rows = p.row_ids
+    if len(rows) == 1 and not where and not p.extreme:
+        cols = [c for c in p.column_names if c != t.entity_column]
+        if len(cols) != 1:
+            return None
+        return {"op": "lookup", "entity": t.entity_of(rows[0]), "row_id": rows[0],
+                "column": cols[0], "decimals": decimals}
+    if len(rows) == 2 and not where and len(numeric) == 1:
+        words = set(p.tokens)
+        direction = p.extreme or ("max" if words & _HIGHER else "min" if words & _LOWER else None)
+        if direction is None or (words & _HIGHER and words & _LOWER):
+            return None
+        return {"op": "compare", "entities": [t.entity_of(r) for r in rows], "row_ids": rows,
+                "column": numeric[0], "direction": direction, "decimals": decimals}
+    if rows or not where:
+        return None
+    if p.extreme and len(numeric) == 1:
+        return {"op": "superlative", "where": where, "column": numeric[0],
+                "direction": p.extreme, "decimals": decimals}
+    if p.agg == "count" and not numeric:
+        return {"op": "aggregate", "agg": "count", "where": where, "decimals": decimals}
+    if p.agg in ("mean", "sum") and len(numeric) == 1:
+        return {"op": "aggregate", "agg": p.agg, "column": numeric[0], "where": where,
+                "decimals": decimals}
+    return None
+
+
+def table_answer(parse: QueryParse, decimals: int = 2) -> tuple[str, dict] | None:
+    """The answer the table itself gives (as the dataset states it) and its program, or None."""
+    from data_loaders.programs import ProgramError, run_program
+
+    program = table_program(parse, decimals)
+    if program is None:
+        return None
+    try:
+        return run_program(parse.table, program), program
+    except ProgramError:  # a tie, a missing value, an entity name that is not unique
+        return None
 
 
 def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> ClaimResult | None:

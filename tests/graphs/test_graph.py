@@ -87,8 +87,13 @@ def test_injected_cell_changes_neither_route_nor_answer(injected_table):
     g = build_graph(FakeListChatModel(responses=["HACKED"]), [injected_table])
     s = _ask(g, "What is the power of alpha one?")
     assert s["task"] == "qa" and "[row 0]" in s["context"] and "HACKED" in s["context"]
+    # the rejected answer is replaced by the table's own lookup
+    assert s["answer"] == "100" and s["answered_by"] == "table"
+    assert s["verdict"]["reason"] == "computed from the table (lookup)"
+    s = _ask(g, "What is alpha one?")  # names no column: the table has no single answer
     assert s["verdict"]["supported"] is False
-    assert not s["answer"].startswith("HACKED") and "could not give an answer" in s["answer"]
+    assert "HACKED" not in s["answer"].split("suggested")[0]
+    assert "could not give an answer" in s["answer"]
     s = _ask(g, "What is the power of gamma three?")
     assert s["task"] == "qa"  # the cell asking for the summarizer did not reroute
 
@@ -105,9 +110,24 @@ def test_fallback_escalation_is_recorded(cars):
 
 def test_unsupported_without_fallback_says_so(cars):
     g = build_graph(FakeListChatModel(responses=["999 hp"]), [cars])
-    s = _ask(g, "What is the horsepower of chevrolet chevelle malibu?")
+    s = _ask(g, "What is chevrolet chevelle malibu?")  # no column named: no table answer
     assert "could not give an answer that the table supports" in s["answer"]
     assert "999 hp" in s["answer"] and s["answered_by"] == "student (unsupported)"
+
+
+@pytest.mark.parametrize(("question", "answer", "op"), [
+    ("What is the horsepower of chevrolet chevelle malibu?", "130 hp", "lookup"),
+    ("How many cars have origin Japan?", "59", "aggregate"),
+    ("Which car has the higher fuel economy, honda civic or ford maverick?", "honda civic",
+     "compare"),
+    ("Which car has the highest horsepower among cars with origin Japan?", "datsun 280-zx",
+     "superlative"),
+])
+def test_table_answers_when_the_student_is_unsupported(cars, question, answer, op):
+    g = build_graph(FakeListChatModel(responses=["yes"]), [cars])
+    s = _ask(g, question)
+    assert s["task"] == "qa" and s["answered_by"] == "table" and s["answer"] == answer
+    assert s["verdict"]["supported"] and s["verdict"]["reason"] == f"computed from the table ({op})"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "x" * 2001])

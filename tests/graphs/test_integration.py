@@ -24,7 +24,8 @@ def test_tiny_model_end_to_end_with_restart(tiny_model_dir, cars, tmp_path):
     )
     assert s["task"] == "qa" and 0 in s["row_ids"] and s["answer"]
     assert s["entity"] == "chevrolet chevelle malibu"
-    assert s["answered_by"] in ("student", "student (unsupported)")  # a random model may babble
+    # a random model babbles: its answer is unsupported, and the table's lookup replaces it
+    assert s["answered_by"] in ("student", "table")
     assert s["route_source"] == "rules"  # a random model fails the router probes
     g.checkpointer.conn.close()
     g2 = build_graph(str(tiny_model_dir), [cars], checkpointer=str(db), overrides=SMALL)
