@@ -144,6 +144,14 @@ def check_answer(
                 (abs(float(t.df.iloc[rid][c])), line) for c in cols if pd.notna(t.df.iloc[rid][c])
             ]
     p = parse_query(text, index)
+    program = table_program(q) if mode == "qa" and q is not None else None
+    if program is not None and program["op"] in ("compare", "superlative") and not p.entities:
+        return Verdict(
+            supported=False,
+            reason="the question asks which row; the answer names none",
+            evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
+            checked_by="table",
+        )
     evidence: list[str] = []
     bad_entities = []
     for m in p.entities:

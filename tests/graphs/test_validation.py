@@ -44,6 +44,10 @@ def _check(retriever, question, answer, mode="qa"):
         ("How many cars have origin Japan?", "59", None),  # value checked below
         ("What is the origin of chevrolet chevelle malibu?", "USA", True),
         ("What is the origin of chevrolet chevelle malibu?", "Japan", False),
+        # "which" questions need a row's name, not numbers that happen to be in the rows
+        ("Which car has the higher fuel economy, honda civic or ford maverick?", "24 mpg", False),
+        ("Which car has the higher fuel economy, honda civic or ford maverick?", "honda civic",
+         True),
         # a bare yes/no answers only a yes/no question
         ("How many cars have origin Japan?", "yes", False),
         ("Which has the higher weight: chevrolet chevelle malibu or amc gremlin?", "no", False),
