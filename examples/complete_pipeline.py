@@ -140,6 +140,7 @@ def stage_evaluate(args, data: Path, run: Path, undistilled: Path, eval_dir: Pat
     teacher_spec = trained_teacher_spec(cfg)
     if not (undistilled / "config.json").is_file():
         export_initial_student(cfg, teacher_spec, undistilled)
+    quick = {"latency_examples": QUICK_LATENCY_EXAMPLES} if args.quick else {}
     return evaluate_models(
         [teacher_spec, undistilled, run / STUDENT_DIR],
         data,
@@ -148,8 +149,8 @@ def stage_evaluate(args, data: Path, run: Path, undistilled: Path, eval_dir: Pat
         baseline="undistilled",
         out_dir=eval_dir,
         max_examples=QUICK_EVAL_EXAMPLES if args.quick else args.max_examples,
-        latency_examples=QUICK_LATENCY_EXAMPLES if args.quick else 16,
         device="cpu",
+        **quick,  # otherwise evaluate_models' own default
     )
 
 
