@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from data_loaders.serialize import build_messages, build_route_messages
 from graphs import prompts
 from graphs.context import GraphConfig
-from graphs.retrieval import Retrieval, Retriever, target_columns
+from graphs.retrieval import Retrieval, Retriever, target_columns, where_conditions
 from graphs.state import ROUTES, Route, State, Verdict, turn_defaults
 from graphs.validation import check_answer, check_claim, read_yes_no, table_answer
 
@@ -378,7 +378,7 @@ class Nodes:
             if p is not None and len(p.entities) == 1:
                 return row_summary(t, int(p.entities[0].value), cols)
             if p is not None and p.filters:
-                where = [{"column": f.column, "op": f.op, "value": f.value} for f in p.filters]
+                where = where_conditions(p.filters)
                 fits = not r.facts  # the whole group is in the context: name its rows
                 return group_summary(
                     t, where, target_columns(p, summary=True), entity_noun(t), fits

@@ -308,7 +308,8 @@ def apply_filters(df: pd.DataFrame, filters: Sequence[Filter]) -> pd.Series:
     return mask
 
 
-def _where(filters: Sequence[Filter]) -> list[dict]:
+def where_conditions(filters: Sequence[Filter]) -> list[dict]:
+    """Parsed filters as a program's ``where`` list (`data_loaders.programs`)."""
     return [{"column": f.column, "op": f.op, "value": f.value} for f in filters]
 
 
@@ -342,7 +343,7 @@ def compute_facts(
 
     t = p.table
     cols = target_columns(p, summary)
-    where = _where(p.filters)
+    where = where_conditions(p.filters)
     rows: list[int] = []
     if where:
         try:

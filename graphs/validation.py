@@ -30,10 +30,12 @@ from graphs.retrieval import (
     normalize,
     parse_query,
     target_columns,
+    where_conditions,
 )
 from graphs.state import Verdict
 
 YES_NO = frozenset({"yes", "no", "true", "false"})
+_NUM = re.compile(r"^\d+(?:\.\d+)?$")
 # A question that starts with one of these (or says "yes or no"/"true or false") can be answered
 # yes/no; "How many ..." or "Which car ..." cannot.
 _YES_NO_OPENERS = frozenset({
@@ -48,7 +50,6 @@ def asks_yes_no(parse: QueryParse | None) -> bool:
         return True
     text = " ".join(parse.tokens)
     return parse.tokens[0] in _YES_NO_OPENERS or "yes or no" in text or "true or false" in text
-_NUM = re.compile(r"^\d+(?:\.\d+)?$")
 
 
 def _close(a: float, b: float, cfg: ValidationConfig) -> bool:
@@ -134,6 +135,12 @@ def check_answer(
     t = retrieval.table
     sup = _support(retrieval)
     q = retrieval.parse
+
+    def unsupported(reason: str, facts: int = 0) -> Verdict:
+        """Rejected, with the first retrieved rows (and ``facts`` fact lines) as evidence."""
+        shown = [t.row_text(r) for r in retrieval.row_ids[:3]] + retrieval.facts[:facts]
+        return Verdict(supported=False, reason=reason, evidence=shown, checked_by="table")
+
     if mode == "qa" and q is not None and len(q.entities) == 1 and not sup.fact_text.strip():
         # A lookup ("the horsepower of X"): numbers must come from the named row's asked columns.
         cols = [c for c in q.column_names if c in t.columns_of("numeric")]
@@ -146,12 +153,7 @@ def check_answer(
     p = parse_query(text, index)
     program = table_program(q) if mode == "qa" and q is not None else None
     if program is not None and program["op"] in ("compare", "superlative") and not p.entities:
-        return Verdict(
-            supported=False,
-            reason="the question asks which row; the answer names none",
-            evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
-            checked_by="table",
-        )
+        return unsupported("the question asks which row; the answer names none")
     evidence: list[str] = []
     bad_entities = []
     for m in p.entities:
@@ -160,11 +162,8 @@ def check_answer(
         elif f" {m.text} " not in sup.fact_text:
             bad_entities.append(t.entity_of(int(m.value)))
     if bad_entities:
-        return Verdict(
-            supported=False,
-            reason=f"it names {', '.join(bad_entities)}, which is not in the retrieved rows",
-            evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
-            checked_by="table",
+        return unsupported(
+            f"it names {', '.join(bad_entities)}, which is not in the retrieved rows"
         )
     bad_numbers = []
     for x in p.numbers:
@@ -175,29 +174,14 @@ def check_answer(
             bad_numbers.append(x)
     if bad_numbers:
         shown = ", ".join(format_value(x) for x in bad_numbers)
-        return Verdict(
-            supported=False,
-            reason=f"the number(s) {shown} are not in the retrieved rows or facts",
-            evidence=[t.row_text(r) for r in retrieval.row_ids[:3]] + retrieval.facts[:2],
-            checked_by="table",
-        )
+        return unsupported(f"the number(s) {shown} are not in the retrieved rows or facts", 2)
     if mode == "qa" and not p.entities and not p.numbers:
         norm = normalize(text)
         if norm in YES_NO or norm.split(" ")[0] in YES_NO and len(norm.split()) <= 2:
             if not asks_yes_no(q):
-                return Verdict(
-                    supported=False,
-                    reason="it answers yes/no, but the question asks for a value",
-                    evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
-                    checked_by="table",
-                )
+                return unsupported("it answers yes/no, but the question asks for a value")
         elif norm not in sup.texts:
-            return Verdict(
-                supported=False,
-                reason="it states no value, name or number found in the retrieved rows",
-                evidence=[t.row_text(r) for r in retrieval.row_ids[:3]],
-                checked_by="table",
-            )
+            return unsupported("it states no value, name or number found in the retrieved rows")
         else:
             evidence += [
                 t.row_text(r) for r in retrieval.row_ids if norm in normalize(t.row_text(r))
@@ -233,7 +217,7 @@ def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
     (no filter for a group question, two columns, an unknown direction) gives None.
     """
     t, p = parse.table, parse
-    where = [{"column": f.column, "op": f.op, "value": f.value} for f in p.filters]
+    where = where_conditions(p.filters)
     filter_cols = {f.column for f in p.filters}
     numeric = [c for c in target_columns(p) if c not in filter_cols]
     rows = p.row_ids
