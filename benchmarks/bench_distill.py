@@ -184,12 +184,14 @@ def phase_kd_vs_hard(args) -> None:
     data_dir = Path(hard_cfg.data_dir)
     test = [json.loads(line) for line in (data_dir / "test.jsonl").open(encoding="utf-8")]
     hard_dir = Path(hard_cfg.output_dir) / STUDENT_DIR
-    hard_meta = hard_dir / "training_metadata.json"
-    reused = args.reuse and hard_meta.is_file() and DistillationConfig(**json.loads(
-        hard_meta.read_text(encoding="utf-8"))["config"]) == hard_cfg  # defaults filled in
+    hard_meta_file = hard_dir / "training_metadata.json"
+    hard_meta = (json.loads(hard_meta_file.read_text(encoding="utf-8"))
+                 if args.reuse and hard_meta_file.is_file() else None)
+    # a finished hard-label run with exactly this config (defaults filled in)
+    reused = hard_meta is not None and DistillationConfig(**hard_meta["config"]) == hard_cfg
     hard_info: dict = {"reused": reused}
-    if reused:  # a finished hard-label run with exactly this config
-        steps = json.loads(hard_meta.read_text(encoding="utf-8")).get("steps")
+    if reused:
+        steps = hard_meta.get("steps")
         print(f"reusing the hard-label student in {hard_dir}")
     else:
         t0 = time.perf_counter()
