@@ -347,21 +347,26 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> PreTrainedT
     return tokenizer
 
 
-def _check_quantization(quantization: str | None, device: torch.device) -> object | None:
-    """Build a ``BitsAndBytesConfig`` or explain why quantized loading is impossible here."""
+def check_quantization(
+    quantization: str | None, device: torch.device, key: str = "quantization"
+) -> object | None:
+    """Build a ``BitsAndBytesConfig`` or explain why quantized loading is impossible here.
+
+    ``key`` is the config key the errors name (``quantization`` or ``student_quantization``).
+    """
     if quantization is None:
         return None
     if quantization not in ("4bit", "8bit"):
-        raise InputError(f"quantization: {quantization!r} is not one of '4bit', '8bit' or null")
+        raise InputError(f"{key}: {quantization!r} is not one of '4bit', '8bit' or null")
     if device.type != "cuda":
         raise InputError(
-            f"quantization: {quantization} needs a CUDA GPU (bitsandbytes), but the device is "
-            f"{device.type}; set quantization to null"
+            f"{key}: {quantization} needs a CUDA GPU (bitsandbytes), but the device is "
+            f"{device.type}; set {key} to null"
         )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise InputError(
-            f"quantization: {quantization} needs bitsandbytes; "
-            "pip install 'distillgraph[quant]' or set quantization to null"
+            f"{key}: {quantization} needs bitsandbytes; "
+            f"pip install 'distillgraph[quant]' or set {key} to null"
         )
     import torch
     from transformers import BitsAndBytesConfig
@@ -398,6 +403,7 @@ def load_model(
     device: str = "auto",
     trust_remote_code: bool = False,
     quantization: Literal["4bit", "8bit"] | None = None,
+    quantization_key: str = "quantization",
 ) -> PreTrainedModel:
     """Load a causal LM as a plain, savable model in eval mode.
 
@@ -408,6 +414,7 @@ def load_model(
         trust_remote_code: allow model code from the model's repository.
         quantization: ``"4bit"``/``"8bit"`` loads through bitsandbytes (CUDA only), ``None``
             loads full precision. A ``.gguf`` file is always dequantized.
+        quantization_key: the config key that asked for ``quantization``, named in errors.
 
     Raises:
         InputError: bad spec, pickle-only weights, a load failure, or quantization asked for
@@ -418,14 +425,14 @@ def load_model(
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    bnb = _check_quantization(quantization, dev)
+    bnb = check_quantization(quantization, dev, quantization_key)
     path, gguf = resolve_model_spec(spec)
 
     if gguf is not None:
         if bnb is not None:
             raise InputError(
                 f"model {spec!r}: a .gguf file cannot be re-quantized with bitsandbytes; "
-                "set quantization to null"
+                f"set {quantization_key} to null"
             )
         try:
             model, _ = _load_gguf_plain(path, gguf, trust_remote_code=trust_remote_code)

@@ -140,12 +140,14 @@ def run_distillation(
         load_or_build_cache,
     )
     from distillation.losses import DistillationLoss
-    from distillation.models import shared_vocab_size
+    from distillation.models import check_quantization, shared_vocab_size
 
     # ---------------------------------------------------------------- 1. setup
     out = Path(config.output_dir)
     accelerator = make_accelerator(config)
     device = accelerator.device
+    # A student that cannot be loaded quantized here fails now, not after the teacher's work.
+    check_quantization(config.student_quantization, device, "student_quantization")
     train, val = read_records(config, train_records, val_records)
     ckpt_state = prepare_output_dir(config, out, resume, accelerator)
     set_seed(config.seed)
@@ -481,7 +483,7 @@ def build_student(
             config.student_model_name,
             dtype=config.dtype if config.student_quantization else "float32",
             device=config.device, trust_remote_code=config.trust_remote_code,
-            quantization=config.student_quantization,
+            quantization=config.student_quantization, quantization_key="student_quantization",
         )
         if config.kd_ratio > 0 and teacher_tok is not None:
             check_tokenizers_compatible(

@@ -278,13 +278,13 @@ def test_qlora_student_trains_adapters_and_exports_a_merged_full_precision_model
     import distillation.models as M
 
     asked = []
-    monkeypatch.setattr(M, "_check_quantization", lambda q, dev: asked.append(q))
+    monkeypatch.setattr(M, "check_quantization", lambda q, dev, key: asked.append((q, key)))
     student_dir = assets["teacher"]  # a named student sharing the teacher's tokenizer
     cfg = config(assets, tmp_path / "run", student_model_name=str(student_dir),
                  student_quantization="4bit", student_lora={"r": 4, "alpha": 8, "dropout": 0.0},
                  learning_rate=1e-2)
     result = run_distillation(cfg, progress=False)
-    assert "4bit" in asked
+    assert ("4bit", "student_quantization") in asked
     ckpt = torch.load(tmp_path / "run/checkpoints/last/model.pt", weights_only=True)
     assert ckpt and all("lora_" in k for k in ckpt)
     merged = load_file(str(result.student_dir / "model.safetensors"))
@@ -307,5 +307,6 @@ def test_qlora_config_needs_a_named_student_and_lora(kw, key):
 def test_qlora_student_on_cpu_is_a_clear_error(assets, tmp_path):
     cfg = config(assets, tmp_path / "run", student_model_name=str(assets["teacher"]),
                  student_quantization="8bit", student_lora={"r": 4})
-    with pytest.raises(InputError, match="quantization: 8bit needs a CUDA GPU"):
+    with pytest.raises(InputError, match="^student_quantization: 8bit needs a CUDA GPU.*"
+                       "set student_quantization to null"):
         run_distillation(cfg, progress=False)
