@@ -3,7 +3,7 @@
 Only handlers live here: each one reads the session, calls into `app.runtime` (model, tables,
 graphs), `app.turn` (one streamed graph turn), `app.uploads` or `app.render`, and hands the
 result to Chainlit. Settings come from ``DISTILLGRAPH_*`` environment variables
-(`app.settings`); Chainlit's own options that the app depends on are set here in code, so no
+(`app.config`); Chainlit's own options that the app depends on are set here in code, so no
 ``.chainlit/config.toml`` has to be committed.
 """
 
@@ -29,9 +29,9 @@ from chainlit.data import get_data_layer  # noqa: E402
 
 from app import runtime, uploads  # noqa: E402
 from app.auth import LOCAL_USER, authenticate, load_users  # noqa: E402
+from app.config import ChatSettings  # noqa: E402
 from app.data_layer import HistoryDataLayer  # noqa: E402
 from app.render import TABLE_ICON, starter_questions, welcome_markdown  # noqa: E402
-from app.settings import ChatSettings  # noqa: E402
 from app.turn import ASSISTANT, stream_turn  # noqa: E402
 
 cl_config.ui.name = ASSISTANT

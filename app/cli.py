@@ -1,7 +1,7 @@
 """``distillgraph chat`` (the Chainlit UI) and ``distillgraph feedback export``.
 
 ``chat`` is a thin wrapper over ``chainlit run app/app.py``: it checks the options, turns them
-into the ``DISTILLGRAPH_*`` environment variables `app.settings` reads, prepares the state
+into the ``DISTILLGRAPH_*`` environment variables `app.config` reads, prepares the state
 directory (Chainlit's app root: welcome page, history database, graph memory, uploads) and
 starts Chainlit in a child process. ``app.py`` is located through this package, so the command
 works from any directory.
@@ -84,7 +84,7 @@ def chat_environment(
 ) -> dict[str, str]:
     """The environment the Chainlit process runs with (checks every option first)."""
     from app.auth import load_users
-    from app.settings import (
+    from app.config import (
         ENV_CHAT_DIR,
         ENV_DATABASE_URL,
         ENV_GRAPH_CONFIG,
@@ -222,8 +222,8 @@ def feedback_export(
     """Write the thumbs-up/down rated turns as JSONL (question, answer, task, context, rating)."""
     from rich.console import Console
 
+    from app.config import database_url_from_env
     from app.feedback import export_feedback
-    from app.settings import database_url_from_env
 
     ups, downs = export_feedback(db or database_url_from_env(), out)
     Console(stderr=True).print(f"wrote {ups + downs} rated turns ({ups} up, {downs} down) to {out}")

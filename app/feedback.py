@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import inspect, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.settings import sqlite_url
+from app.config import sqlite_url
 from data_loaders.errors import InputError
 from data_loaders.io import atomic_write_text
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.settings import ChatSettings
+from app.config import ChatSettings
 from data_loaders.table import Table
 
 GraphFactory = Callable[[Sequence[Table]], Any]
@@ -94,9 +94,9 @@ async def get_runtime() -> Runtime:
 
 def load_default_tables(settings: ChatSettings) -> list[Table]:
     """Load the configured tables with the table config's aliases and units."""
-    from data_loaders.config import load_config
+    from data_loaders.config import TableConfig
+    from data_loaders.config_loader import load_config
     from data_loaders.loaders import load_tables
-    from data_loaders.settings import TableConfig
 
     if not settings.tables:
         return []
@@ -118,7 +118,7 @@ def model_label(settings: ChatSettings) -> str:
 def load_chat_model(settings: ChatSettings) -> tuple[Any, str]:
     """Load the student (or the embedded teacher) once; return it and its UI label."""
     from graphs.chat_model import build_chat_model
-    from graphs.context import load_graph_config
+    from graphs.config import load_graph_config
 
     config = load_graph_config(settings.graph_config)
     if settings.model is not None:

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.settings import ChatSettings
+from app.config import ChatSettings
 from data_loaders.errors import InputError
 from data_loaders.table import Table
 

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "StructuredDataLoader": "data_loaders.api",
     "InputError": "data_loaders.errors",
-    "PrepareConfig": "data_loaders.settings",
-    "TableConfig": "data_loaders.settings",
-    "SplitConfig": "data_loaders.settings",
+    "PrepareConfig": "data_loaders.config",
+    "TableConfig": "data_loaders.config",
+    "SplitConfig": "data_loaders.config",
     "Table": "data_loaders.table",
     "QAPair": "data_loaders.schema",
     "Provenance": "data_loaders.schema",
@@ -59,12 +59,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from data_loaders.api import StructuredDataLoader
+    from data_loaders.config import PrepareConfig, SplitConfig, TableConfig
     from data_loaders.dataset import Dataset, build_dataset, dedupe, prepare, write_dataset
     from data_loaders.errors import InputError
     from data_loaders.loaders import load_table, load_tables, table_from_dataframe
     from data_loaders.programs import ProgramError, facts_for, run_program, verify_pair
     from data_loaders.schema import Provenance, QAPair
-    from data_loaders.settings import PrepareConfig, SplitConfig, TableConfig
     from data_loaders.table import Table
     from data_loaders.templates import TEMPLATES
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_loaders.config import PrepareConfig
 from data_loaders.dataset import Dataset, build_dataset, check_out_dir, write_dataset
 from data_loaders.errors import InputError
 from data_loaders.schema import QAPair
-from data_loaders.settings import PrepareConfig
 from data_loaders.table import Table
 
 _SUFFIXES = {

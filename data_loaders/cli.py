@@ -55,10 +55,10 @@ def prepare_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar/summary.")] = False,
 ) -> None:
     """Turn tables into train/val/test QA pairs (entity-disjoint) with a manifest."""
-    from data_loaders.config import load_config
+    from data_loaders.config import PrepareConfig
+    from data_loaders.config_loader import load_config
     from data_loaders.dataset import prepare
     from data_loaders.errors import InputError
-    from data_loaders.settings import PrepareConfig
 
     start = time.perf_counter()
     sources, overrides = split_args(inputs)

@@ -28,7 +28,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from data_loaders.settings import ColumnType
+from data_loaders.config import ColumnType
 
 logger = logging.getLogger(__name__)
 

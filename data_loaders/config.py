@@ -1,112 +1,109 @@
-"""One config system for every stage: YAML validated into pydantic models, plus overrides.
+"""Typed config for the datasets stage (`distillgraph prepare`), validated from YAML.
 
-`load_config(Model, path, ["a.b=3", "c=x"])` reads the YAML file (optional), applies
-`key=value` overrides (dotted keys reach nested sections; values are parsed as YAML scalars, so
-`3`, `0.5`, `true`, `null` and `[1, 2]` work), and validates. Unknown keys are refused with a
-message naming them, because every config model sets ``extra="forbid"``.
+`TableConfig` says how to read and describe a table (entity column, aliases, units);
+`PrepareConfig` says how many pairs of which kinds to build and how to split them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field, field_validator
 
-from data_loaders.errors import InputError
+from data_loaders.config_loader import StrictModel
 
-M = TypeVar("M", bound=BaseModel)
+ColumnType = Literal["numeric", "categorical", "text", "date"]
 
 
-class StrictModel(BaseModel):
-    """Base for config models: unknown keys refused, assignments validated."""
+class ColumnConfig(StrictModel):
+    """How one column is named and typed in questions."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
-    """Turn ``["a.b=1", "c=x"]`` into a nested dict ``{"a": {"b": 1}, "c": "x"}``."""
-    out: dict[str, Any] = {}
-    for item in overrides or []:
-        if "=" not in item:
-            raise InputError(f"override {item!r} is not key=value; write it as e.g. seed=3")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
+    alias: str | None = Field(
+        None, description="Name used in questions and context, e.g. 'fuel economy'."
+    )
+    unit: str | None = Field(None, description="Unit appended to values, e.g. 'mpg'.")
+    type: ColumnType | None = Field(None, description="Override the detected column type.")
+    ignore: bool = Field(False, description="Leave this column out of questions and context.")
 
 
-def deep_merge(base: dict, update: dict) -> dict:
-    """Return `base` updated recursively with `update` (neither is modified)."""
-    merged = dict(base)
-    for k, v in update.items():
-        if isinstance(v, dict) and isinstance(merged.get(k), dict):
-            merged[k] = deep_merge(merged[k], v)
-        else:
-            merged[k] = v
-    return merged
+class TableConfig(StrictModel):
+    """How to read a table and describe its columns."""
+
+    entity_column: str | None = Field(
+        None, description="Column naming each row (e.g. 'Name'); detected when null."
+    )
+    columns: dict[str, ColumnConfig] = Field(
+        default_factory=dict, description="Per-column alias/unit/type/ignore, keyed by column name."
+    )
+    sql_table: str | None = Field(
+        None,
+        description="Table to read from a SQLAlchemy URL when it has no '#table' suffix; "
+        "required when the database has several.",
+    )
+    delimiter: str | None = Field(
+        None,
+        description="CSV delimiter, one character ('tab' or '\\t' for a tab); sniffed when null.",
+    )
+    encoding: str = Field("utf-8", description="Text encoding of CSV/JSON files.")
+    json_key: str | None = Field(
+        None,
+        description="Key of the list of records in a JSON object; found when it holds one list.",
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(v, v)
+        if len(v) != 1 or v in "\r\n\"":
+            raise ValueError("must be one character other than a quote or newline, or 'tab'")
+        return v
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping, with a one-line error for a missing or malformed file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: config file not found; pass an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: the config must be a YAML mapping of key: value")
-    return data
+class SplitConfig(StrictModel):
+    """Train/val/test split, disjoint by entity."""
+
+    val_fraction: float = Field(0.1, description="Share of entities held out for validation.")
+    test_fraction: float = Field(0.1, description="Share of entities held out for test.")
+    holdout_templates: list[str] = Field(
+        default_factory=list,
+        description="Template ids (e.g. 'lookup/3') whose pairs go only to 'test_templates.jsonl'.",
+    )
+
+    @field_validator("val_fraction", "test_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v < 0.5:
+            raise ValueError("must be in [0, 0.5)")
+        return v
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line naming every bad field and why."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(root)"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{loc}' (check the spelling; see configs/ for valid keys)")
-        else:
-            parts.append(f"'{loc}': {e['msg']}")
-    return f"{source}: " + "; ".join(parts)
+class PrepareConfig(StrictModel):
+    """Everything `distillgraph prepare` needs besides the input files."""
 
-
-def validate_config(model: type[M], data: dict, source: str = "config") -> M:
-    """Validate a dict into `model`, turning pydantic errors into a one-line `InputError`."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise InputError(format_validation_error(e, source)) from None
-
-
-def load_config(
-    model: type[M],
-    path: str | Path | None = None,
-    overrides: list[str] | None = None,
-    section: str | None = None,
-) -> M:
-    """Load YAML `path` (optional), apply overrides, validate into `model`.
-
-    Args:
-        model: The pydantic config class.
-        path: YAML file; ``None`` starts from the model's defaults.
-        overrides: ``key=value`` strings applied on top of the file.
-        section: If given, read only this top-level section of the YAML file.
-    """
-    data = read_yaml(path) if path else {}
-    if section is not None:
-        data = data.get(section, {}) or {}
-    data = deep_merge(data, parse_overrides(overrides))
-    return validate_config(model, data, str(path) if path else "config")
+    table: TableConfig = Field(default_factory=TableConfig, description="How to read the table(s).")
+    max_pairs: int = Field(2000, ge=1, description="Pair budget over all splits and tables.")
+    seed: int = Field(0, description="Seed for sampling and splitting (reproducible).")
+    decimals: int = Field(2, ge=0, le=8, description="Decimal places answers are rounded to.")
+    question_types: dict[str, float] = Field(
+        default_factory=lambda: {
+            "lookup": 0.35,
+            "compare": 0.12,
+            "superlative": 0.1,
+            "aggregate": 0.1,
+            "claim": 0.18,
+            "summary_row": 0.1,
+            "summary_group": 0.05,
+        },
+        description="Relative weight of each question type in the budget (0 turns one off).",
+    )
+    entity_noun: str | None = Field(
+        None,
+        description="What one row is called in questions, e.g. 'car'; null derives it from the "
+        "file name ('cars.csv' → 'car'), else 'entry'.",
+    )
+    max_context_rows: int = Field(
+        8, ge=1, le=64, description="Most rows serialized into one pair's context."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Split settings.")

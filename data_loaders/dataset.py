@@ -29,12 +29,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_loaders import serialize
+from data_loaders.config import PrepareConfig, SplitConfig
 from data_loaders.errors import InputError
 from data_loaders.io import atomic_dir, atomic_write_json, write_jsonl
 from data_loaders.programs import check_pair
 from data_loaders.qa import PairGenerator, SeenKeys, apportion, entity_pool
 from data_loaders.schema import DATASET_FORMAT_VERSION, QUESTION_TYPES, QAPair
-from data_loaders.settings import PrepareConfig, SplitConfig
 from data_loaders.table import Table
 from data_loaders.templates import TEMPLATES, templates_of
 

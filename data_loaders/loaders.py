@@ -46,8 +46,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from data_loaders.columns import coerce_column, detect_entity_column, infer_column_type
+from data_loaders.config import ColumnType, TableConfig
 from data_loaders.errors import InputError
-from data_loaders.settings import ColumnType, TableConfig
 from data_loaders.table import Table
 
 logger = logging.getLogger(__name__)

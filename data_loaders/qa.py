@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from data_loaders.config import PrepareConfig
 from data_loaders.programs import (
     ProgramError,
     facts_for,
@@ -49,7 +50,6 @@ from data_loaders.programs import (
 )
 from data_loaders.schema import TASK_OF_TYPE, Provenance, QAPair
 from data_loaders.serialize import MAX_CELL_CHARS, format_number
-from data_loaders.settings import PrepareConfig
 from data_loaders.table import Table
 from data_loaders.templates import (
     Template,

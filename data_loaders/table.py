@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from data_loaders.config import ColumnType
 from data_loaders.serialize import serialize_row
-from data_loaders.settings import ColumnType
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from data_loaders.config import StrictModel, load_config
+from data_loaders.config_loader import StrictModel, load_config
 
 
 class LoraSettings(StrictModel):

@@ -66,9 +66,9 @@ def header(n: int, title: str, command: str) -> None:
 
 def stage_prepare(args, data: Path) -> float | None:
     """Build the QA dataset from the sample table, unless it is already there."""
-    from data_loaders.config import load_config
+    from data_loaders.config import PrepareConfig
+    from data_loaders.config_loader import load_config
     from data_loaders.dataset import prepare
-    from data_loaders.settings import PrepareConfig
 
     overrides = QUICK_PREPARE if args.quick else []
     header(

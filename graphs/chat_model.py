@@ -34,7 +34,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from data_loaders.errors import InputError
-from graphs.context import ModelConfig
+from graphs.config import ModelConfig
 from graphs.prompts import CUT_NOTE
 
 

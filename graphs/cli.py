@@ -53,7 +53,7 @@ def ask_command(
 
     from rich.console import Console
 
-    from graphs.context import load_graph_config
+    from graphs.config import load_graph_config
     from graphs.graph import build_graph, with_defaults
     from graphs.memory import close_checkpointer, open_checkpointer
 

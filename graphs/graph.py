@@ -25,12 +25,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from data_loaders.config import deep_merge, load_config, parse_overrides, validate_config
+from data_loaders.config import TableConfig
+from data_loaders.config_loader import deep_merge, load_config, parse_overrides, validate_config
 from data_loaders.errors import InputError
-from data_loaders.settings import TableConfig
 from data_loaders.table import Table
 from graphs.chat_model import build_chat_model
-from graphs.context import (
+from graphs.config import (
     DEFAULT_STUDENT_DIR,
     DEFAULT_TABLE_CONFIG,
     DEFAULT_TABLES,

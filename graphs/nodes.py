@@ -26,7 +26,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from data_loaders.serialize import build_messages, build_route_messages
 from graphs import prompts
-from graphs.context import GraphConfig
+from graphs.config import GraphConfig
 from graphs.retrieval import Retrieval, Retriever, target_columns, where_conditions
 from graphs.state import ROUTES, Route, State, Verdict, turn_defaults
 from graphs.validation import check_answer, check_claim, read_yes_no, table_answer

@@ -23,7 +23,7 @@ import pandas as pd
 
 from data_loaders.serialize import format_value, serialize_fact
 from data_loaders.table import Table
-from graphs.context import RetrievalConfig
+from graphs.config import RetrievalConfig
 
 _NON_WORD = re.compile(r"[^0-9a-z.]+")
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from data_loaders.serialize import format_value
-from graphs.context import ValidationConfig
+from graphs.config import ValidationConfig
 from graphs.retrieval import (
     QueryParse,
     Retrieval,

@@ -14,8 +14,8 @@ from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from app import runtime
+from app.config import ChatSettings, sqlite_url
 from app.runtime import Runtime, default_graph_factory, load_default_tables, open_checkpointer
-from app.settings import ChatSettings, sqlite_url
 
 REPO = Path(__file__).resolve().parents[2]
 CARS = REPO / "examples" / "data" / "cars.csv"

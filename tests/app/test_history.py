@@ -10,9 +10,9 @@ import pytest
 from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.utils import utc_now
 
+from app.config import sqlite_url
 from app.data_layer import HistoryDataLayer, InlineStorageClient, schema_statements
 from app.feedback import export_feedback, resolve_db_url
-from app.settings import sqlite_url
 from data_loaders.errors import InputError
 from data_loaders.io import read_jsonl
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from data_loaders.config import ColumnConfig, TableConfig
 from data_loaders.errors import InputError
 from data_loaders.loaders import load_table, load_tables, table_from_dataframe
-from data_loaders.settings import ColumnConfig, TableConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CARS = ROOT / "examples" / "data" / "cars.csv"

@@ -11,10 +11,10 @@ import pytest
 
 from data_loaders import StructuredDataLoader
 from data_loaders.cli import split_args
-from data_loaders.config import load_config
+from data_loaders.config import PrepareConfig
+from data_loaders.config_loader import load_config
 from data_loaders.errors import InputError
 from data_loaders.io import read_jsonl
-from data_loaders.settings import PrepareConfig
 from distillation.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

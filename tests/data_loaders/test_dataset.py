@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from data_loaders import serialize
-from data_loaders.config import load_config
+from data_loaders.config import PrepareConfig, TableConfig
+from data_loaders.config_loader import load_config
 from data_loaders.dataset import (
     HOLDOUT_SPLIT,
     assign_splits,
@@ -22,7 +23,6 @@ from data_loaders.io import read_jsonl
 from data_loaders.loaders import load_table
 from data_loaders.qa import program_key, question_key
 from data_loaders.schema import DATASET_FORMAT_VERSION, QUESTION_TYPES
-from data_loaders.settings import PrepareConfig, TableConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CARS = ROOT / "examples" / "data" / "cars.csv"

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from data_loaders.columns import coerce_column, detect_entity_column, infer_column_type
+from data_loaders.config import ColumnConfig, TableConfig
 from data_loaders.loaders import (
     file_hash,
     frame_hash,
@@ -21,7 +22,6 @@ from data_loaders.loaders import (
     mask_url,
     table_from_dataframe,
 )
-from data_loaders.settings import ColumnConfig, TableConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CARS = ROOT / "examples" / "data" / "cars.csv"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data_loaders.config import load_config
+from data_loaders.config import TableConfig
+from data_loaders.config_loader import load_config
 from data_loaders.loaders import load_tables, table_from_dataframe
-from data_loaders.settings import TableConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CARS = ROOT / "examples" / "data" / "cars.csv"

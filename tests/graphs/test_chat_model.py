@@ -12,7 +12,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from data_loaders.errors import InputError
 from data_loaders.serialize import build_messages
 from graphs.chat_model import LocalChatModel, _StopFilter, build_chat_model, cut_at_stop
-from graphs.context import ModelConfig
+from graphs.config import ModelConfig
 
 MSGS = [SystemMessage("Answer briefly."), HumanMessage("What is the horsepower of ford pinto?")]
 

@@ -11,7 +11,7 @@ from langchain_core.language_models.fake_chat_models import (
 )
 
 from graphs import build_graph
-from graphs.context import GraphConfig, load_graph_config
+from graphs.config import GraphConfig, load_graph_config
 
 
 def _cfg(tid: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from data_loaders.programs import facts_for
-from graphs.context import RetrievalConfig
+from graphs.config import RetrievalConfig
 from graphs.retrieval import Retriever, normalize
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from data_loaders.config import load_config
+from data_loaders.config import PrepareConfig
+from data_loaders.config_loader import load_config
 from data_loaders.dataset import build_dataset
-from data_loaders.settings import PrepareConfig
 from graphs.nodes import Nodes, Router, route_messages, router_accuracy, rule_route
 from graphs.prompts import ROUTER_LABELS, ROUTER_PROBES
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import ChatSettings, default_chat_dir, sqlite_url
+from app.config import ChatSettings, default_chat_dir, sqlite_url
 from data_loaders.errors import InputError
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from data_loaders.config import StrictModel, load_config
+from data_loaders.config_loader import StrictModel, load_config
 
 DEFAULT_STUDENT_DIR = "runs/demo/distill/student"
 DEFAULT_TABLES = ("examples/data/cars.csv",)
