@@ -1,4 +1,10 @@
-"""``distillgraph chat`` (the Chainlit UI) and ``distillgraph feedback export``.
+"""The ``distillgraph`` command: the root CLI, plus this stage's ``chat`` and ``feedback export``.
+
+The root sits at the top of the import graph: it imports each stage's ``register(app)``
+(``data_loaders.cli``: prepare; ``distillation.cli``: distill, evaluate; ``graphs.cli``: ask)
+and adds the UI's own commands. Command bodies import their heavy dependencies (torch,
+transformers, chainlit) lazily, so ``distillgraph --help`` is fast. `main` turns every usage
+mistake and every `InputError` into one line on stderr and exit code 2, never a traceback.
 
 ``chat`` is a thin wrapper over ``chainlit run app/app.py``: it checks the options, turns them
 into the ``DISTILLGRAPH_*`` environment variables `app.config` reads, prepares the state
@@ -19,7 +25,10 @@ from typing import Annotated
 
 import typer
 
+from data_loaders import cli as prepare_cli
 from data_loaders.errors import InputError
+from distillation import cli as distill_cli
+from graphs import cli as ask_cli
 
 APP_DIR = Path(__file__).resolve().parent
 APP_FILE = APP_DIR / "app.py"
@@ -175,10 +184,27 @@ def chat(
     db: Annotated[
         str | None, typer.Option("--db", help="SQLAlchemy async URL of the history database.")
     ] = None,
+    allow_anonymous: Annotated[
+        bool,
+        typer.Option(
+            "--allow-anonymous",
+            help="Serve a non-loopback --host without password login (anyone who can reach the "
+            "port chats as the local user).",
+        ),
+    ] = False,
 ) -> None:
     """Chat with the distilled model about your tables in the browser (Chainlit UI)."""
     from rich.console import Console
 
+    from app.auth import ENV_USERS, load_users
+
+    # Refuse before anything is written: the state directory, its secret, the welcome page.
+    anonymous = not _is_loopback(host) and not load_users(dict(os.environ))
+    if anonymous and not allow_anonymous:
+        raise InputError(
+            f"--host {host} serves beyond this machine without password login; set "
+            f"{ENV_USERS} (see the README's chat section) or pass --allow-anonymous"
+        )
     env = chat_environment(
         model=model,
         data=data or [],
@@ -190,12 +216,10 @@ def chat(
     chat_dir = Path(env["DISTILLGRAPH_CHAT_DIR"])
     prepare_app_root(chat_dir)
     console = Console(stderr=True)
-    from app.auth import ENV_USERS, load_users
-
-    if not _is_loopback(host) and not load_users(env):
+    if anonymous:
         console.print(
-            f"[yellow]warning:[/] serving on {host} without password login: anyone who can reach "
-            f"the port chats as the local user; set {ENV_USERS} to require passwords"
+            f"[yellow]warning:[/] serving on {host} without password login (--allow-anonymous): "
+            "anyone who can reach the port chats as the local user"
         )
     console.print(f"chat UI on http://{host}:{port}  (state: {chat_dir})")
     try:
@@ -233,3 +257,69 @@ def register(app: typer.Typer) -> None:
     """Add ``chat`` and ``feedback export`` to the root CLI."""
     app.command("chat")(chat)
     app.add_typer(feedback_app, name="feedback")
+
+
+app = typer.Typer(
+    name="distillgraph",
+    help="Tables → QA pairs → distilled student model → LangGraph agent → Chainlit UI.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Distill a small local model that answers questions about your tables."""
+
+
+# In the order `--help` lists them.
+for _register in (prepare_cli.register, distill_cli.register, ask_cli.register, register):
+    _register(app)
+
+# typer >= 0.2x vendors click; its exception classes are found through typer's own public ones,
+# so the same code works with either.
+_USAGE_ERROR = typer.BadParameter.__mro__[1]
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _usage_line(e: Exception) -> str:
+    """One line for a usage mistake: the command it concerns, the message, where help is."""
+    ctx = getattr(e, "ctx", None)
+    path = ctx.command_path if ctx is not None else "distillgraph"
+    message = " ".join(e.format_message().split())
+    return f"error: {path}: {message} (see '{path} --help')"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI: usage mistakes and `InputError` → one line on stderr and exit code 2."""
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        args = ["--help"]  # the command alone prints its help, as `git` does
+    try:
+        rc = command.main(args=args, prog_name="distillgraph", standalone_mode=False)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return InputError.exit_code
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _USAGE_ERROR as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a group called alone: its help was shown
+            return 0
+        print(_usage_line(e), file=sys.stderr)
+        return 2
+    except _CLICK_EXCEPTION as e:
+        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        return e.exit_code
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

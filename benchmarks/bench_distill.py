@@ -55,7 +55,7 @@ def phase_prepare(args) -> None:
     if (DATA / "train.jsonl").is_file():
         print(f"dataset exists: {DATA}")
         return
-    cmd = [sys.executable, "-m", "distillation.cli", "prepare",
+    cmd = [sys.executable, "-m", "app.cli", "prepare",
            str(ROOT / "examples/data/cars.csv"), "--out", str(DATA),
            "--config", str(ROOT / "configs/prepare_cars.yaml"), "-q"]
     subprocess.run(cmd, check=True, cwd=ROOT)

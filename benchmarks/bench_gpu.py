@@ -141,7 +141,7 @@ def check_multi_gpu(args) -> dict:
         return {"skipped": f"{n} GPU: data parallel needs at least 2"}
     out_dir = WORK / "gpu_ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-           str(n), "-m", "distillation.cli", "distill", "-q", f"data_dir={DATA}",
+           str(n), "-m", "app.cli", "distill", "-q", f"data_dir={DATA}",
            f"output_dir={out_dir}", f"max_steps={args.steps}", "eval_every=0",
            "teacher_adaptation.enabled=false", "device=cuda"]
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Generates a synthetic table (an ``item_id`` entity column; numeric, categorical, text and date
 columns, some nulls) as Parquet and as CSV in a temp dir, then runs
-``python -m distillation.cli prepare FILE --out DIR --max-pairs 20000`` on each in a fresh
+``python -m app.cli prepare FILE --out DIR --max-pairs 20000`` on each in a fresh
 subprocess. Peak RSS is that child's ``ru_maxrss`` (from ``os.wait4``, the per-child form of
 ``getrusage(RUSAGE_CHILDREN)``); wall time is measured around the subprocess and includes the
 interpreter start, loading, typing, generation, the recompute check and writing.
@@ -81,7 +81,7 @@ def make_table(rows: int, seed: int = 0) -> pa.Table:
 
 def run_prepare(data: Path, out: Path, pairs: int) -> dict:
     """One ``prepare`` run in a fresh subprocess: wall time, peak RSS, pairs written."""
-    cmd = [sys.executable, "-m", "distillation.cli", "prepare", str(data), "--out", str(out),
+    cmd = [sys.executable, "-m", "app.cli", "prepare", str(data), "--out", str(out),
            "--max-pairs", str(pairs), "--quiet"]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()

@@ -88,7 +88,7 @@ class ChatServer:
     def start(self) -> float:
         self.port = free_port()
         cmd = [
-            sys.executable, "-m", "distillation.cli", "chat",
+            sys.executable, "-m", "app.cli", "chat",
             "--model", str(self.model),
             "--data", str(REPO / "examples" / "data" / "cars.csv"),
             "--table-config", str(REPO / "configs" / "prepare_cars.yaml"),

@@ -71,9 +71,29 @@ def test_command_runs_this_packages_app_from_anywhere(tmp_path):
 
 
 def test_chat_help_lists_the_options(capsys):
-    from distillation.cli import main
+    from app.cli import main
 
     assert main(["chat", "--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--model", "--data", "--port", "--host", "--headless"):
         assert flag in out
+
+
+def test_serving_beyond_loopback_needs_login_or_allow_anonymous(tmp_path, monkeypatch, capsys):
+    import app.cli as cli
+    from app.cli import main
+
+    monkeypatch.delenv("DISTILLGRAPH_AUTH_USERS", raising=False)
+    monkeypatch.delenv("DISTILLGRAPH_AUTH_USERS_FILE", raising=False)
+    launched = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: launched.append(cmd) or 0)
+    state = tmp_path / "state"
+    args = ["chat", "--host", "0.0.0.0", "--headless", "--state-dir", str(state)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--allow-anonymous" in err and "DISTILLGRAPH_AUTH_USERS" in err
+    assert not launched and not state.exists()  # refused before anything was written
+    assert main([*args, "--allow-anonymous"]) == 0
+    assert launched and "without password login" in capsys.readouterr().err
+    assert main(["chat", "--host", "127.0.0.1", "--headless", "--state-dir", str(state)]) == 0
+    assert len(launched) == 2

@@ -156,7 +156,7 @@ def test_feedback_export_writes_rated_turns(tmp_path, chainlit_context):
 
 
 def test_feedback_export_cli(tmp_path, capsys, chainlit_context):
-    from distillation.cli import main
+    from app.cli import main
 
     db = tmp_path / "history.db"
     asyncio.run(fill_history(sqlite_url(db), chainlit_context))

@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from app.cli import main
 from data_loaders import StructuredDataLoader
 from data_loaders.cli import split_args
 from data_loaders.config import PrepareConfig
 from data_loaders.config_loader import load_config
 from data_loaders.errors import InputError
 from data_loaders.io import read_jsonl
-from distillation.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CARS = ROOT / "examples" / "data" / "cars.csv"
@@ -81,7 +81,7 @@ def test_bad_input_exits_2_and_writes_nothing(args, tmp_path, capsys):
 def test_installed_command_exit_code(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "distillation.cli", "prepare", str(tmp_path / "none.csv"),
+        [sys.executable, "-m", "app.cli", "prepare", str(tmp_path / "none.csv"),
          "--out", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from distillation.cli import main
+from app.cli import main
 from distillation.losses import DistillationLoss
 
 

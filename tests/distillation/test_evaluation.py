@@ -3,12 +3,10 @@
 import json
 
 import pytest
-import typer
 
-import distillation.cli as cli
+from app.cli import main
 from data_loaders.errors import InputError
 from distillation import evaluation as E
-from distillation.eval_commands import register_evaluate
 from distillation.models import build_tiny_model_dir
 from distillation.report import CARD_START
 
@@ -67,20 +65,6 @@ def workdir(tmp_path_factory):
     return {"root": root, "teacher": teacher, "student": student, "data": data}
 
 
-@pytest.fixture
-def fresh_cli(monkeypatch):
-    """`distillation.cli.main` driving an app that holds only the evaluate command."""
-    app = typer.Typer(pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """Root."""
-
-    register_evaluate(app)
-    monkeypatch.setattr(cli, "app", app)
-    return cli.main
-
-
 REPORT_KEYS = {
     "report_version",
     "distillgraph_version",
@@ -122,14 +106,14 @@ VS_KEYS = {
 METRICS = {"accuracy", "exact_match", "numeric_match", "token_f1", "yes_no", "rouge_l"}
 
 
-def test_cli_end_to_end(workdir, fresh_cli):
+def test_cli_end_to_end(workdir):
     out = workdir["root"] / "eval"
     argv = ["evaluate", "--model", str(workdir["teacher"]), "--model", str(workdir["student"])]
     argv += ["--model", str(workdir["student"]), "--label", "teacher", "--label", "student"]
     argv += ["--label", "base", "--baseline", "base", "--data", str(workdir["data"])]
     argv += ["--out", str(out), "--batch-size", "2", "--max-new-tokens", "4"]
     argv += ["--latency-examples", "2", "--no-progress"]
-    assert fresh_cli(argv) == 0
+    assert main(argv) == 0
 
     rep = json.loads((out / "report.json").read_text())
     assert set(rep) == REPORT_KEYS
@@ -222,13 +206,13 @@ def test_max_examples_is_a_seeded_subset(workdir):
     assert [e.id for e in a] == sorted(e.id for e in a)  # file order kept
 
 
-def _run_bad(fresh_cli, capsys, argv, needle):
-    assert fresh_cli(["evaluate", *argv, "--no-progress"]) == 2
+def _run_bad(capsys, argv, needle):
+    assert main(["evaluate", *argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_bad_inputs_exit_2(workdir, fresh_cli, capsys, tmp_path):
+def test_cli_bad_inputs_exit_2(workdir, capsys, tmp_path):
     t, s, data = str(workdir["teacher"]), str(workdir["student"]), str(workdir["data"])
     cases = [
         (["--model", data, "--data", data], "this is a dataset directory"),
@@ -243,7 +227,7 @@ def test_cli_bad_inputs_exit_2(workdir, fresh_cli, capsys, tmp_path):
         (["--model", t, "--data", data, "--batch-size", "0"], "--batch-size 0"),
     ]
     for argv, needle in cases:
-        _run_bad(fresh_cli, capsys, argv, needle)
+        _run_bad(capsys, argv, needle)
 
 
 def test_bad_record_names_file_and_line(tmp_path, workdir):

@@ -33,7 +33,7 @@ def test_two_processes_split_each_step_and_export_once(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
            "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "-m", "distillation.cli", "distill", "-q", *common,
+           "-m", "app.cli", "distill", "-q", *common,
            f"output_dir={tmp_path / 'ddp'}", "max_steps=4"]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from distillation.cli import main
+from app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
