@@ -9,8 +9,6 @@
 * ``"postgresql://..."`` — Postgres through the optional ``langgraph-checkpoint-postgres``
   (``pip install 'distillgraph[postgres]'``), imported only when asked for;
 * an existing saver — used as is.
-
-Pure-async applications can use `async_sqlite_saver(path)`, LangGraph's own `AsyncSqliteSaver`.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,24 +146,3 @@ def close_checkpointer(saver: Any) -> None:
     if conn is not None and hasattr(conn, "close"):
         with contextlib.suppress(Exception):
             conn.close()
-
-
-@contextlib.contextmanager
-def checkpointer(spec: Any = None) -> Iterator[BaseCheckpointSaver]:
-    """`open_checkpointer` as a context manager that closes what it opened."""
-    saver = open_checkpointer(spec)
-    try:
-        yield saver
-    finally:
-        if saver is not spec:
-            close_checkpointer(saver)
-
-
-@contextlib.asynccontextmanager
-async def async_sqlite_saver(path: str | Path) -> AsyncIterator[BaseCheckpointSaver]:
-    """LangGraph's `AsyncSqliteSaver` on `path`, for applications that only use ``ainvoke``."""
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        yield saver

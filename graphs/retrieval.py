@@ -23,6 +23,7 @@ import pandas as pd
 
 from data_loaders.serialize import format_value, serialize_fact
 from data_loaders.table import Table
+from data_loaders.templates import col_words
 from graphs.config import RetrievalConfig
 
 _NON_WORD = re.compile(r"[^0-9a-z.]+")
@@ -76,14 +77,6 @@ def normalize(text: str) -> str:
     return " ".join(t.strip(".") for t in s.split() if t.strip("."))
 
 
-def col_words(table: Table, col: str) -> str:
-    """How questions name a column: its alias if set, else the name with '_' → space."""
-    alias = table.display.get(col)
-    if alias and alias != col:
-        return alias
-    return col.replace("_", " ").strip()
-
-
 @dataclass
 class Match:
     """A span of the query's normalized tokens that names something in a table."""
@@ -135,8 +128,12 @@ class QueryParse:
         return 10 * len(self.entities) + 3 * len(self.values) + len(self.columns)
 
 
-class TableIndex:
-    """Name lookups for one table: entity names, categorical values and column words."""
+class NameIndex:
+    """Name lookups for one table: entity names, categorical values and column words.
+
+    It maps the words of a question to what they name; `data_loaders.programs.TableIndex` is
+    the other per-table index, which caches the computations programs run over the rows.
+    """
 
     MAX_CATEGORIES = 60  # categorical columns with more distinct values are not indexed as values
 
@@ -197,7 +194,7 @@ def _usable_name(key: str) -> bool:
     return bool(key) and len(key) > 1 and key not in _STOP and not _NUMBER.match(key)
 
 
-def parse_query(query: str, index: TableIndex) -> QueryParse:
+def parse_query(query: str, index: NameIndex) -> QueryParse:
     """Read what a query names in one table: entities, values, columns, filters, aggregates."""
     tokens = normalize(query).split()
     p = QueryParse(index.table, tokens)
@@ -230,7 +227,7 @@ def parse_query(query: str, index: TableIndex) -> QueryParse:
 
 
 def _column_filters(
-    tokens: list[str], columns: list[Match], index: TableIndex
+    tokens: list[str], columns: list[Match], index: NameIndex
 ) -> list[tuple[int, Filter]]:
     """``<column words> [is] [above|below|at least|...] <value>`` → (position, filter)."""
     out = []
@@ -389,7 +386,7 @@ class Retriever:
             raise ValueError("the retriever needs at least one table")
         self.tables = list(tables)
         self.config = config or RetrievalConfig()
-        self.indexes = [TableIndex(t) for t in self.tables]
+        self.indexes = [NameIndex(t) for t in self.tables]
         self._bm25 = [self._build_bm25(t) for t in self.tables]
 
     @staticmethod
@@ -415,22 +412,13 @@ class Retriever:
         order = np.argsort(-scores, kind="stable")[:k]
         return [int(i) for i in order if scores[i] > self.config.bm25_min_score]
 
-    def index_of(self, table: Table) -> TableIndex:
+    def index_of(self, table: Table) -> NameIndex:
         """The name index of one of the retriever's tables (by identity)."""
         return next(ix for ix in self.indexes if ix.table is table)
 
     def parse(self, query: str) -> list[QueryParse]:
         """The query read against every table."""
         return [parse_query(query, ix) for ix in self.indexes]
-
-    def entity_rows(self, name: str) -> tuple[int, int] | None:
-        """(table index, row id) of an entity name, or None."""
-        key = normalize(name)
-        for ti, ix in enumerate(self.indexes):
-            hit = ix.names.get(key)
-            if hit and hit[0] == "entity":
-                return ti, int(hit[2])
-        return None
 
     def retrieve(
         self, query: str, *, max_rows: int | None = None, wide: bool = False, summary: bool = False

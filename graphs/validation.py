@@ -21,12 +21,12 @@ from typing import Any
 import pandas as pd
 
 from data_loaders.serialize import format_value
+from data_loaders.templates import col_words
 from graphs.config import ValidationConfig
 from graphs.retrieval import (
+    NameIndex,
     QueryParse,
     Retrieval,
-    TableIndex,
-    col_words,
     normalize,
     parse_query,
     target_columns,
@@ -101,7 +101,7 @@ def _support(r: Retrieval) -> _Support:
 def check_answer(
     answer: str,
     retrieval: Retrieval,
-    index: TableIndex,
+    index: NameIndex,
     cfg: ValidationConfig | None = None,
     *,
     mode: str = "qa",
