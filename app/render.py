@@ -242,7 +242,7 @@ def starter_questions(table: Table) -> list[tuple[str, str]]:
 
 
 def table_line(table: Table) -> str:
-    """``cars`` (392 rows × 9 columns, one row per Name)."""
+    """``<table>`` (<n> rows × <m> columns, one row per <entity column>)."""
     rows, cols = table.df.shape
     entity = ""
     if table.entity_column:

@@ -50,13 +50,13 @@ def default_model_dir() -> str:
     """The demo's student if it was trained (``runs/demo/distill/student``), else the teacher."""
     if (Path(DEFAULT_STUDENT_DIR) / "config.json").is_file():
         return DEFAULT_STUDENT_DIR
-    from distillation.models import embedded_teacher_dir
+    from distillation.embedded import embedded_teacher_dir
 
     return str(embedded_teacher_dir())
 
 
 def with_defaults(cfg: GraphConfig) -> GraphConfig:
-    """Fill in the sample tables (cars with its aliases) when the config names none."""
+    """Fill in the demo tables (`DEFAULT_TABLES`, `DEFAULT_TABLE_CONFIG`) when none are named."""
     if cfg.tables:
         return cfg
     update: dict[str, Any] = {"tables": list(DEFAULT_TABLES)}
@@ -86,7 +86,7 @@ def _model_config(model: str | Path | None, base: ModelConfig) -> ModelConfig:
         return base
     path = str(model) if model is not None else default_model_dir()
     if path == "embedded":
-        from distillation.models import embedded_teacher_dir
+        from distillation.embedded import embedded_teacher_dir
 
         path = str(embedded_teacher_dir())
     return base.model_copy(update={"path": path, "base_url": None})

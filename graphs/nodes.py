@@ -25,6 +25,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from data_loaders.serialize import build_messages, build_route_messages
+from data_loaders.table import Table
+from data_loaders.templates import entity_noun
 from graphs import prompts
 from graphs.config import GraphConfig
 from graphs.retrieval import Retrieval, Retriever, target_columns, where_conditions
@@ -42,7 +44,6 @@ _FOLLOW_UP_COLUMN = re.compile(
     r"^\s*(?:and|also|what about|how about)?\s*(?:its|their|the)\s+(?P<col>[^?.!]+?)\s*[?.!]*\s*$",
     re.I,
 )
-_PRONOUN = re.compile(r"\b(?:that one|this one|that car|this car|its|it)\b", re.I)
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,10 +56,18 @@ def rule_route(query: str) -> Route:
     if any(p.search(query) for p in _VALIDATE):
         return "validator"
     if _YES_NO_START.search(query) and not _ALTERNATIVE.search(query):
-        return "validator"  # "Is the horsepower of X 130 hp?", "Does X have 8 cylinders?"
+        return "validator"  # "Is the <column> of X 130?", "Does X have 8 <column>?"
     if any(p.search(query) for p in _SUMMARIZE):
         return "summarizer"
     return "qa"
+
+
+def pronoun_pattern(tables: Iterable[Table]) -> re.Pattern[str]:
+    """`prompts.PRONOUN_PATTERN` with the row nouns of `tables` ("that car", "this airport")."""
+    nouns = sorted({entity_noun(t) for t in tables}, key=lambda n: (-len(n), n))
+    return re.compile(
+        prompts.PRONOUN_PATTERN.format(nouns="|".join(map(re.escape, nouns))), re.I
+    )
 
 
 def route_messages(query: str) -> list[SystemMessage | HumanMessage]:
@@ -186,9 +195,11 @@ class Nodes:
     fallback_name: str = "fallback"
     router: Router = field(init=False)
     _fallback_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _pronoun: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.router = Router(self.student, self.config.router.mode, self.config.router.min_margin)
+        self._pronoun = pronoun_pattern(self.retriever.tables)
 
     # ---- model calls ---------------------------------------------------------------------
 
@@ -223,7 +234,7 @@ class Nodes:
         return out
 
     def resolve_follow_up(self, query: str, entity: str | None) -> str:
-        """Rewrite "and its horsepower?" as a question about the previous turn's entity."""
+        """Rewrite "and its <column>?" as a question about the previous turn's entity."""
         if not entity or any(p.entities for p in self.retriever.parse(query)):
             return query
         if not any(p.search(query) for p in _FOLLOW_UP):
@@ -231,8 +242,8 @@ class Nodes:
         m = _FOLLOW_UP_COLUMN.match(query)
         if m:
             return f"What is the {m.group('col')} of {entity}?"
-        if _PRONOUN.search(query):
-            return _PRONOUN.sub(
+        if self._pronoun.search(query):
+            return self._pronoun.sub(
                 lambda x: f"{entity}'s" if x.group(0).lower() == "its" else entity, query
             )
         return f"{query.rstrip(' ?.!')} of {entity}?"
@@ -370,7 +381,6 @@ class Nodes:
 
     def _table_summary(self, r: Retrieval) -> str | None:
         from data_loaders.programs import ProgramError, group_summary, row_summary
-        from data_loaders.templates import entity_noun
 
         t, p = r.table, r.parse
         cols = [c for c in t.columns if c != t.entity_column]

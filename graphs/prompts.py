@@ -70,6 +70,10 @@ ROUTER_PROBES = (
 # A turn naming no entity but using one of these refers to the previous turn's entity.
 FOLLOW_UP_PATTERNS = (
     r"^\s*(?:and|also|what about|how about)\b",
-    r"\b(?:its|it|it's|that one|this one|that car|this car|the same one|same)\b",
+    r"\b(?:its|it|it's|that one|this one|the same one|same)\b",
     r"\b(?:their|they|them|that|this)\b",
 )
+# The words of a follow-up that the previous turn's entity replaces. ``{nouns}`` is filled with
+# the tables' row nouns (`data_loaders.templates.entity_noun`), so "that airport" and "this
+# entry" resolve without any table's noun written here.
+PRONOUN_PATTERN = r"\b(?:that one|this one|(?:that|this) (?:{nouns})|its|it)\b"

@@ -2,11 +2,11 @@
 
 For each query, `Retriever.retrieve` finds the supporting rows (named entities first: the
 longest case-insensitive match wins; then BM25 over the rows' cell values with `bm25s`), works
-out filters and aggregates the question asks for ("how many cars with origin Japan", "which car
-with origin Europe has the highest horsepower") and computes them with pandas as ``[fact]``
-lines, so the student reads rather than calculates. The context is written with
-`Table.row_text` and `serialize_fact`, exactly the serialization used in training, and capped in
-rows and characters.
+out filters and aggregates the question asks for ("how many <rows> with <column> <value>",
+"which <row> with <column> <value> has the highest <column>") and computes them with pandas as
+``[fact]`` lines, so the student reads rather than calculates. The context is written with
+`Table.row_text` and `serialize_fact`, exactly the serialization used in training, and capped
+in rows and characters.
 
 `parse_query` is shared with `graphs.validation`, which re-reads claims and answers with it.
 """
@@ -146,7 +146,7 @@ class NameIndex:
                 key = normalize(name)
                 if _usable_name(key):
                     self.names.setdefault(key, ("entity", ent, rid))
-        # Categorical values by column, numbers included ("model year 1976", "cylinders 8"):
+        # Categorical values by column, numbers included ("<column> 1976"):
         # a number names a value only right after its column's words (see `_column_filters`).
         self.categories: dict[str, dict[str, Any]] = {}
         for col in table.columns_of("categorical"):
@@ -330,7 +330,7 @@ def compute_facts(
     """The aggregate facts a question asks for, and the row an extreme names.
 
     With a filter the lines come from `data_loaders.programs.facts_for`, so they read exactly
-    as in the training contexts; without one (``"what is the average horsepower?"``) the same
+    as in the training contexts; without one (``"what is the average <column>?"``) the same
     statistics are stated over all rows.
 
     Returns:
@@ -449,7 +449,7 @@ class Retriever:
         hidden: list[str] = []
         if p.entities:
             rows, how = p.row_ids, "entity"
-            if p.agg or p.extreme:  # "is the ford pinto the lightest car?"
+            if p.agg or p.extreme:  # "is X the lightest <row>?"
                 facts, extra = compute_facts(p)
                 rows += [r for r in extra if r not in rows]
         else:

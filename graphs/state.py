@@ -2,7 +2,7 @@
 
 Only ``messages`` accumulates across turns (through `add_messages`); every other key is reset by
 the ``process_input`` node at the start of a turn, except ``entity``, which keeps the previous
-turn's entity so a follow-up ("and its horsepower?") can resolve against it. The checkpointer
+turn's entity so a follow-up ("and its <column>?") can resolve against it. The checkpointer
 stores the whole state per ``thread_id``.
 """
 

@@ -7,7 +7,7 @@ matches a cell or a fact within tolerance, and an answer with neither must be a 
 tried to inject, is unsupported.
 
 `check_claim` decides a claim deterministically when it can be read as entity + column + value
-("is it true that the ford pinto has 4 cylinders?"); it returns None otherwise, and the validator
+("is it true that X has a <column> of 4?"); it returns None otherwise, and the validator
 node asks the model instead and labels the verdict ``checked_by: "model"``.
 """
 
@@ -37,7 +37,7 @@ from graphs.state import Verdict
 YES_NO = frozenset({"yes", "no", "true", "false"})
 _NUM = re.compile(r"^\d+(?:\.\d+)?$")
 # A question that starts with one of these (or says "yes or no"/"true or false") can be answered
-# yes/no; "How many ..." or "Which car ..." cannot.
+# yes/no; "How many ..." or "Which <row noun> ..." cannot.
 _YES_NO_OPENERS = frozenset({
     "is", "are", "was", "were", "does", "do", "did", "has", "have", "had", "can", "could",
     "will", "would", "should", "claim", "true", "answer",
@@ -142,7 +142,7 @@ def check_answer(
         return Verdict(supported=False, reason=reason, evidence=shown, checked_by="table")
 
     if mode == "qa" and q is not None and len(q.entities) == 1 and not sup.fact_text.strip():
-        # A lookup ("the horsepower of X"): numbers must come from the named row's asked columns.
+        # A lookup ("the <column> of X"): numbers must come from the named row's asked columns.
         cols = [c for c in q.column_names if c in t.columns_of("numeric")]
         rid = int(q.entities[0].value)
         if cols:
@@ -199,7 +199,7 @@ class ClaimResult:
     """A claim decided from the table."""
 
     true: bool
-    answer: str  # the reply, e.g. "Yes: the table gives horsepower 130 for ford pinto."
+    answer: str  # the reply, e.g. "Yes: the table gives <column> 130 for X."
     verdict: Verdict
 
 
@@ -263,8 +263,8 @@ def table_answer(parse: QueryParse, decimals: int = 2) -> tuple[str, dict] | Non
 def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> ClaimResult | None:
     """Decide a claim about one entity's value, or return None when it cannot be read that way.
 
-    Readable claims name exactly one entity and either a categorical value ("... is from Japan")
-    or a column plus a number ("... has 4 cylinders", "is the horsepower of X 130 hp?").
+    Readable claims name exactly one entity and either a categorical value ("... is from <value>")
+    or a column plus a number ("... has 4 <column>", "is the <column> of X 130 <unit>?").
     """
     cfg = cfg or ValidationConfig()
     if len(parse.entities) != 1:
@@ -281,7 +281,7 @@ def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> Claim
         col, claimed = parse.values[0].column, parse.values[0].value
         actual = row[col]
         true = pd.notna(actual) and normalize(actual) == normalize(claimed)
-    elif filters:  # "does X have cylinders 4?" (a categorical column holding numbers)
+    elif filters:  # "does X have <column> 4?" (a categorical column holding numbers)
         col, claimed = filters[0].column, filters[0].value
         actual = row[col]
         true = pd.notna(actual) and normalize(format_value(actual)) == normalize(
@@ -296,7 +296,7 @@ def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> Claim
             return None
         if col in numeric:
             true = _close(float(actual), float(claimed), cfg)
-        elif col in t.columns_of("categorical"):  # "is the cylinders of X 4?"
+        elif col in t.columns_of("categorical"):  # "is the <column> of X 4?"
             true = normalize(format_value(actual)) == normalize(format_value(claimed))
         else:
             return None

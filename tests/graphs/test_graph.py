@@ -71,6 +71,24 @@ def test_follow_up_resolves_against_previous_entity(cars):
     assert other["answered_by"] == "none"
 
 
+@pytest.mark.parametrize(
+    "follow_up", ["What is the longitude of that airport?", "and this airport's longitude?"]
+)
+def test_follow_up_names_the_row_by_the_tables_own_noun(airports, follow_up):
+    g = build_graph(FakeListChatModel(responses=["31.95", "-89.23"]), [airports])
+    _ask(g, "What is the latitude of Thigpen?", "a")
+    s = _ask(g, follow_up, "a")
+    assert "that airport" not in s["query"] and "this airport" not in s["query"]
+    assert "Thigpen" in s["query"] and s["row_ids"] == [0] and s["answer"] == "-89.23"
+
+
+def test_follow_up_pronoun_keeps_the_cars_noun(cars):
+    g = build_graph(FakeListChatModel(responses=["130 hp", "3504 lbs"]), [cars])
+    _ask(g, "What is the horsepower of chevrolet chevelle malibu?", "c")
+    s = _ask(g, "What is the weight of that car?", "c")
+    assert s["query"] == "What is the weight of chevrolet chevelle malibu?"
+
+
 def test_restart_from_sqlite_keeps_the_conversation(cars, tmp_path):
     db = tmp_path / "memory.sqlite"
     g1 = build_graph(FakeListChatModel(responses=["130 hp"]), [cars], checkpointer=str(db))
