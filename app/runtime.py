@@ -124,7 +124,7 @@ def load_chat_model(settings: ChatSettings) -> tuple[Any, str]:
     if settings.model is not None:
         model_dir = Path(settings.model)
     else:
-        from distillation.models import embedded_teacher_dir
+        from distillation.embedded import embedded_teacher_dir
 
         model_dir = embedded_teacher_dir()
     student = config.student.model_copy(update={"path": str(model_dir), "base_url": None})

@@ -251,7 +251,8 @@ def phase_speed(args) -> None:
     import torch
 
     from distillation.data import encode_prompt
-    from distillation.models import load_model_and_tokenizer, prune_layers
+    from distillation.models import load_model_and_tokenizer
+    from distillation.pruning import prune_layers
 
     test = load_split("test", args.test_samples)
     teacher, tok = load_model_and_tokenizer("embedded", dtype="float32", device="cpu")

@@ -83,9 +83,10 @@ def check_bf16(args) -> dict:
 def check_quant(args) -> dict:
     import torch
 
+    from distillation.embedded import embedded_teacher_dir
     from distillation.generation import generate_answers
     from distillation.metrics import exact_match
-    from distillation.models import embedded_teacher_dir, load_model_and_tokenizer
+    from distillation.models import load_model_and_tokenizer
 
     base = str(embedded_teacher_dir())
     val = load_split("val", args.samples)
@@ -111,7 +112,7 @@ def check_qlora(args) -> dict:
     from transformers import AutoModelForCausalLM
 
     from distillation.config import DistillationConfig
-    from distillation.models import embedded_teacher_dir
+    from distillation.embedded import embedded_teacher_dir
     from distillation.trainer import run_distillation
 
     cfg = DistillationConfig(

@@ -131,7 +131,8 @@ def check_model_spec(spec: str) -> Path | None:
     Raises:
         InputError: the path does not exist, is a dataset directory or holds no model.
     """
-    from distillation.models import EMBEDDED_TEACHER, resolve_model_spec
+    from distillation.embedded import EMBEDDED_TEACHER
+    from distillation.models import resolve_model_spec
 
     p = Path(spec).expanduser()
     if spec != EMBEDDED_TEACHER:

@@ -144,7 +144,7 @@ def _version() -> str | None:
 
 def _hub_id(name: Any) -> str | None:
     """The Hub id for a model name, if it is one (``"embedded"`` maps to SmolLM2's)."""
-    from distillation.models import EMBEDDED_HUB_ID, EMBEDDED_TEACHER
+    from distillation.embedded import EMBEDDED_HUB_ID, EMBEDDED_TEACHER
 
     if name == EMBEDDED_TEACHER:
         return EMBEDDED_HUB_ID

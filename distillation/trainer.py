@@ -430,7 +430,7 @@ def resolve_teacher_spec(
     """The teacher's model spec; ``"tiny"`` builds a tiny random model under the output dir."""
     if config.teacher_model_name != TINY_TEACHER:
         return config.teacher_model_name
-    from distillation.models import build_tiny_model_dir
+    from distillation.tiny import build_tiny_model_dir
 
     target = out / "tiny_teacher"
     if accelerator.is_main_process and not (target / "config.json").is_file():
@@ -474,8 +474,8 @@ def build_student(
         apply_lora,
         check_tokenizers_compatible,
         load_model_and_tokenizer,
-        prune_layers,
     )
+    from distillation.pruning import prune_layers
 
     if config.student_model_name is not None:
         # QLoRA: the frozen quantized base keeps config.dtype for its unquantized parts.
@@ -904,13 +904,8 @@ def adapt_teacher(
     from distillation.cache import fingerprint_model, fingerprint_records, fingerprint_tokenizer
     from distillation.export import export_model
     from distillation.losses import ce_loss
-    from distillation.models import (
-        apply_lora,
-        load_model,
-        resolve_dtype,
-        shared_vocab_size,
-        train_top_layers,
-    )
+    from distillation.models import apply_lora, load_model, resolve_dtype, shared_vocab_size
+    from distillation.pruning import train_top_layers
 
     ad = config.teacher_adaptation
     target = Path(config.output_dir) / ADAPTED_TEACHER

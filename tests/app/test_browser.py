@@ -54,7 +54,7 @@ def word_model(out_dir: Path) -> Path:
     """A tiny random model whose generation is limited to whole lowercase words."""
     from transformers import AutoTokenizer
 
-    from distillation.models import build_tiny_model_dir
+    from distillation.tiny import build_tiny_model_dir
 
     build_tiny_model_dir(out_dir, n_layers=2, hidden_size=64)
     tok = AutoTokenizer.from_pretrained(out_dir)

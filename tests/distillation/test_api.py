@@ -6,7 +6,7 @@ from data_loaders.errors import InputError
 from distillation import api
 from distillation.api import DistillationConfig, ModelDistiller
 from distillation.losses import DistillationLoss
-from distillation.models import build_tiny_model_dir
+from distillation.tiny import build_tiny_model_dir
 
 
 def _pairs(n):

@@ -11,7 +11,8 @@ from distillation.cache import (
     load_or_build_cache,
 )
 from distillation.data import IGNORE_INDEX, answer_logits, collate, encode_example
-from distillation.models import build_tiny_model_dir, load_model_and_tokenizer
+from distillation.models import load_model_and_tokenizer
+from distillation.tiny import build_tiny_model_dir
 
 T, K = 2.0, 8
 

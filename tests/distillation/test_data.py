@@ -18,7 +18,8 @@ from distillation.data import (
     load_dataset_dir,
 )
 from distillation.generation import generate_answers
-from distillation.models import build_tiny_model_dir, load_model_and_tokenizer
+from distillation.models import load_model_and_tokenizer
+from distillation.tiny import build_tiny_model_dir
 
 PAIR = {
     "id": "p0",

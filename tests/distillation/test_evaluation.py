@@ -7,8 +7,8 @@ import pytest
 from app.cli import main
 from data_loaders.errors import InputError
 from distillation import evaluation as E
-from distillation.models import build_tiny_model_dir
 from distillation.report import CARD_START
+from distillation.tiny import build_tiny_model_dir
 
 PROV = {
     "source": "cars.csv",

@@ -11,11 +11,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from distillation import export as E
 from distillation import models as M
+from distillation.tiny import build_tiny_model_dir
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
-    return M.build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "m")
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "m")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for distillation.models: specs, loading, pruning, tokenizer checks, LoRA, tiny models."""
+"""Tests for distillation.models and the modules split from it: embedded, pruning, tiny."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data_loaders.errors import InputError
+from distillation import embedded, pruning
 from distillation import models as M
+from distillation.tiny import build_tiny_model_dir
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
-    return M.build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "m", n_layers=4)
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "m", n_layers=4)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +34,9 @@ def _ids(tok, text="Question: what is the price of row 2? Answer:"):
 
 def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("DISTILLGRAPH_CACHE", str(tmp_path / "c"))
-    assert M.cache_dir() == tmp_path / "c"
+    assert embedded.cache_dir() == tmp_path / "c"
     monkeypatch.delenv("DISTILLGRAPH_CACHE")
-    assert M.cache_dir() == Path.home() / ".cache" / "distillgraph"
+    assert embedded.cache_dir() == Path.home() / ".cache" / "distillgraph"
 
 
 def test_resolve_device_and_dtype():
@@ -86,7 +88,7 @@ def test_offline_hub_id_is_input_error():
 
 def test_build_tiny_model_dir_is_fast_and_plain(tmp_path):
     start = time.perf_counter()
-    d = M.build_tiny_model_dir(tmp_path / "t")
+    d = build_tiny_model_dir(tmp_path / "t")
     assert time.perf_counter() - start < 5
     assert (d / "model.safetensors").exists() and (d / "config.json").exists()
     assert not list(tmp_path.glob(".t.*"))  # nothing left aside
@@ -115,10 +117,10 @@ def test_build_tiny_model_dir_is_fast_and_plain(tmp_path):
 def test_build_tiny_model_dir_deterministic_and_keeps_rng(tmp_path):
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    a = M.build_tiny_model_dir(tmp_path / "a", seed=1)
+    a = build_tiny_model_dir(tmp_path / "a", seed=1)
     assert torch.equal(torch.random.get_rng_state(), before)
-    b = M.build_tiny_model_dir(tmp_path / "b", seed=1)
-    c = M.build_tiny_model_dir(tmp_path / "c", seed=2)
+    b = build_tiny_model_dir(tmp_path / "b", seed=1)
+    c = build_tiny_model_dir(tmp_path / "c", seed=2)
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert (a / "model.safetensors").read_bytes() != (c / "model.safetensors").read_bytes()
@@ -160,24 +162,24 @@ def test_quantization_without_cuda_is_input_error(tiny_dir):
 
 
 def test_evenly_spaced_layers():
-    assert M.evenly_spaced_layers(30, 10) == [0, 3, 6, 10, 13, 16, 19, 23, 26, 29]
-    assert M.evenly_spaced_layers(4, 4) == [0, 1, 2, 3]
-    assert M.evenly_spaced_layers(4, 2) == [0, 3]
-    assert M.evenly_spaced_layers(7, 1) == [0]
+    assert pruning.evenly_spaced_layers(30, 10) == [0, 3, 6, 10, 13, 16, 19, 23, 26, 29]
+    assert pruning.evenly_spaced_layers(4, 4) == [0, 1, 2, 3]
+    assert pruning.evenly_spaced_layers(4, 2) == [0, 3]
+    assert pruning.evenly_spaced_layers(7, 1) == [0]
     for n in range(1, 40):
         for k in range(1, n + 1):
-            idx = M.evenly_spaced_layers(n, k)
+            idx = pruning.evenly_spaced_layers(n, k)
             assert len(idx) == k and idx == sorted(set(idx)) and idx[0] == 0
             assert k == 1 or idx[-1] == n - 1
     with pytest.raises(InputError):
-        M.evenly_spaced_layers(4, 5)
+        pruning.evenly_spaced_layers(4, 5)
     with pytest.raises(InputError):
-        M.evenly_spaced_layers(4, 0)
+        pruning.evenly_spaced_layers(4, 0)
 
 
 def test_prune_all_layers_is_identity(tiny):
     model, tok = tiny
-    student = M.prune_layers(model, [0, 1, 2, 3])
+    student = pruning.prune_layers(model, [0, 1, 2, 3])
     ids = _ids(tok)
     with torch.no_grad():
         assert torch.equal(student(ids).logits, model(ids).logits)
@@ -186,7 +188,7 @@ def test_prune_all_layers_is_identity(tiny):
 def test_prune_copies_kept_layers_and_updates_config(tiny):
     model, tok = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    student = M.prune_layers(model, [0, 3])
+    student = pruning.prune_layers(model, [0, 3])
     assert student.config.num_hidden_layers == 2 and len(student.model.layers) == 2
     assert model.config.num_hidden_layers == 4  # teacher untouched
     assert [layer.self_attn.layer_idx for layer in student.model.layers] == [0, 1]
@@ -211,7 +213,7 @@ def test_prune_copies_kept_layers_and_updates_config(tiny):
 
 def test_pruned_generate_with_kv_cache_matches_no_cache(tiny):
     model, tok = tiny
-    student = M.prune_layers(model, 3)
+    student = pruning.prune_layers(model, 3)
     assert [layer.self_attn.layer_idx for layer in student.model.layers] == [0, 1, 2]
     ids = _ids(tok)
     kw = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": tok.pad_token_id}
@@ -223,7 +225,7 @@ def test_pruned_generate_with_kv_cache_matches_no_cache(tiny):
 
 def test_pruned_model_saves_and_reloads(tiny, tmp_path):
     model, tok = tiny
-    student = M.prune_layers(model, [1, 2])
+    student = pruning.prune_layers(model, [1, 2])
     student.save_pretrained(tmp_path / "s")
     back = AutoModelForCausalLM.from_pretrained(tmp_path / "s")
     assert back.config.num_hidden_layers == 2
@@ -235,15 +237,15 @@ def test_pruned_model_saves_and_reloads(tiny, tmp_path):
 def test_prune_bad_layer_lists(tiny):
     model, _ = tiny
     with pytest.raises(InputError, match="empty"):
-        M.prune_layers(model, [])
+        pruning.prune_layers(model, [])
     with pytest.raises(InputError, match="out of range"):
-        M.prune_layers(model, [0, 4])
+        pruning.prune_layers(model, [0, 4])
     with pytest.raises(InputError, match="out of range"):
-        M.prune_layers(model, [-1, 2])
+        pruning.prune_layers(model, [-1, 2])
     with pytest.raises(InputError, match="duplicated"):
-        M.prune_layers(model, [1, 1])
+        pruning.prune_layers(model, [1, 1])
     with pytest.raises(InputError, match="cannot keep"):
-        M.prune_layers(model, 5)
+        pruning.prune_layers(model, 5)
 
 
 def test_prune_qwen2_updates_layer_types():
@@ -256,11 +258,11 @@ def test_prune_qwen2_updates_layer_types():
     )  # fmt: skip
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(cfg).eval()
-    student = M.prune_layers(model, [1, 2])
+    student = pruning.prune_layers(model, [1, 2])
     assert student.config.layer_types == ["sliding_attention", "full_attention"]
     assert [layer.self_attn.layer_idx for layer in student.model.layers] == [0, 1]
     ids = torch.tensor([[3, 5, 7, 9]])
-    full = M.prune_layers(model, 4)
+    full = pruning.prune_layers(model, 4)
     with torch.no_grad():
         assert torch.equal(full(ids).logits, model(ids).logits)
     assert student.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 7)
@@ -271,7 +273,7 @@ def test_prune_unsupported_architecture():
 
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
     with pytest.raises(InputError, match="pruning supports"):
-        M.prune_layers(gpt2, 1)
+        pruning.prune_layers(gpt2, 1)
 
 
 # ---------------------------------------------------------------- tokenizers and vocab
@@ -280,7 +282,7 @@ def test_prune_unsupported_architecture():
 def test_check_tokenizers_compatible(tiny, tmp_path):
     _, tok = tiny
     M.check_tokenizers_compatible(tok, AutoTokenizer.from_pretrained(tok.name_or_path))
-    other_dir = M.build_tiny_model_dir(
+    other_dir = build_tiny_model_dir(
         tmp_path / "other", texts=["zebra quartz jumps over lazy vexing fjords 987654"] * 3
     )
     other = AutoTokenizer.from_pretrained(other_dir)
@@ -333,10 +335,10 @@ def test_apply_lora_trains_only_adapters(tiny_dir):
 @pytest.mark.slow
 def test_embedded_teacher_converts_generates_and_reloads(monkeypatch, tmp_path):
     monkeypatch.setenv("DISTILLGRAPH_CACHE", str(tmp_path / "cache"))
-    d = M.embedded_teacher_dir()
+    d = embedded.embedded_teacher_dir()
     assert d == tmp_path / "cache" / "smollm2-135m-instruct"
     start = time.perf_counter()
-    assert M.embedded_teacher_dir() == d
+    assert embedded.embedded_teacher_dir() == d
     assert time.perf_counter() - start < 0.5  # cached
     assert not [p for p in d.parent.iterdir() if p.name.endswith(".tmp")]
     assert M.resolve_model_spec("embedded") == (str(d), None)
@@ -369,7 +371,7 @@ def test_pruned_embedded_student_param_count_and_export(tmp_path):
     n_teacher = sum(p.numel() for p in teacher.parameters())
     # tied LM head: embeddings + final norm + 30 identical decoder layers
     per_layer = (n_teacher - cfg.vocab_size * cfg.hidden_size - cfg.hidden_size) // 30
-    student = M.prune_layers(teacher, 10)
+    student = pruning.prune_layers(teacher, 10)
     n_student = sum(p.numel() for p in student.parameters())
     assert n_student == cfg.vocab_size * cfg.hidden_size + cfg.hidden_size + 10 * per_layer
     assert n_teacher == 134_515_008 and n_student == 63_713_088
@@ -383,7 +385,7 @@ def test_pruned_embedded_student_param_count_and_export(tmp_path):
 def test_train_top_layers_freezes_the_rest_and_backward_stops_there(tiny_dir):
     model = M.load_model(str(tiny_dir), dtype="float32", device="cpu")
     n_layers = model.config.num_hidden_layers
-    n = M.train_top_layers(model, 1)
+    n = pruning.train_top_layers(model, 1)
     top = model.model.layers[n_layers - 1]
     expected = sum(p.numel() for p in top.parameters()) + model.model.norm.weight.numel()
     assert n == expected
@@ -393,7 +395,7 @@ def test_train_top_layers_freezes_the_rest_and_backward_stops_there(tiny_dir):
     assert all(p.grad is None for p in model.model.layers[0].parameters())
     assert model.model.embed_tokens.weight.grad is None
     with pytest.raises(InputError, match="train_top_layers"):
-        M.train_top_layers(model, n_layers + 1)
+        pruning.train_top_layers(model, n_layers + 1)
 
 
 def test_merge_lora_full_precision_matches_the_adapted_model(tiny_dir):

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from data_loaders.errors import InputError
 from distillation.config import DistillationConfig
 from distillation.losses import DistillationLoss
-from distillation.models import build_tiny_model_dir
+from distillation.tiny import build_tiny_model_dir
 from distillation.trainer import (
     TrainingDiverged,
     lr_factor,

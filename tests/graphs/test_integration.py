@@ -67,7 +67,7 @@ def test_agentic_workflow(tiny_chat, cars):
 
 @pytest.mark.slow
 def test_smollm2_end_to_end(cars, tmp_path):
-    from distillation.models import embedded_teacher_dir
+    from distillation.embedded import embedded_teacher_dir
 
     db = tmp_path / "memory.sqlite"
     model_dir = str(embedded_teacher_dir())
