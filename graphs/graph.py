@@ -56,7 +56,7 @@ def default_model_dir() -> str:
 
 
 def with_defaults(cfg: GraphConfig) -> GraphConfig:
-    """Fill in the sample tables (cars with its aliases) when the config names none."""
+    """Fill in the demo tables (`DEFAULT_TABLES`, `DEFAULT_TABLE_CONFIG`) when none are named."""
     if cfg.tables:
         return cfg
     update: dict[str, Any] = {"tables": list(DEFAULT_TABLES)}

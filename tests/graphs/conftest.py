@@ -1,4 +1,4 @@
-"""Shared fixtures for the graph tests: the cars table, a tiny random model, graph builders."""
+"""Shared fixtures for the graph tests: the cars and airports tables, a tiny random model."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from data_loaders.loaders import load_tables, table_from_dataframe
 ROOT = Path(__file__).resolve().parents[2]
 CARS = ROOT / "examples" / "data" / "cars.csv"
 CARS_CONFIG = ROOT / "configs" / "prepare_cars.yaml"
+AIRPORTS = ROOT / "tests" / "data" / "airports.csv"
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +25,12 @@ def cars_config() -> TableConfig:
 @pytest.fixture(scope="session")
 def cars(cars_config):
     return load_tables([CARS], cars_config)[0]
+
+
+@pytest.fixture(scope="session")
+def airports():
+    """A second domain, loaded with no table config (the row noun comes from the file name)."""
+    return load_tables([AIRPORTS], TableConfig())[0]
 
 
 @pytest.fixture(scope="session")
