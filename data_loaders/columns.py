@@ -17,13 +17,23 @@ Rules, in order:
 
 The entity column is the column that names each row (``Name``, ``country``, ``iata``): a string
 column that is nearly unique, mostly non-null and short, preferring names such as ``name`` or
-``title`` (see `detect_entity_column`).
+``title`` (see `detect_entity_column`). When no column does, two string columns that are unique
+together may name the rows (``county`` + ``state``, see `detect_entity_pair`).
+
+Index columns (`index_columns`) only number or identify rows, so questions about them say
+nothing: unique integers named like an index or an id (``rownames``, ``Unnamed: 0``, a blank
+header, ``index``, ``PID``, ``customer_id``), a first column counting the rows (1, 2, 3, ... or
+down), and unique codes named like an id. A name that means something ordered (``year``,
+``rank``) keeps a first column that counts; so does any other column that merely increases
+(a table sorted by population); R row names that are text (``mtcars``) are names, not an index.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -63,6 +73,21 @@ ENTITY_HINTS = (
     "key",
     "id",
 )
+
+# Names of row-index columns (lowercase, words joined by '_'): R's row names, pandas' index.
+INDEX_NAMES = frozenset(
+    {"rownames", "rowname", "row_names", "index", "idx", "row", "rowid", "row_id", "rownum",
+     "row_num", "row_number", "obs", "id", "_id"}
+)
+# Last name words that make a column an identifier ('customer_id', 'PassengerId', 'PID').
+ID_WORDS = frozenset({"id", "ids", "uuid", "guid", "pid", "uid", "oid", "fid", "gid", "objectid"})
+# Name words of ordered quantities that may run 1, 2, 3, ... and still mean something.
+ORDINAL_WORDS = frozenset(
+    {"rank", "ranking", "position", "place", "seed", "year", "season", "round", "episode",
+     "week", "month", "day", "hour", "age", "number", "level", "grade", "step"}
+)
+MAX_KEY_CANDIDATES = 12  # string columns tried as parts of a two-column entity
+_AUTO_NAME = re.compile(r"(?i)unnamed: ?\d+|\.\.\.\d+|column_\d+")  # pandas, readr, blank
 
 _NUMBER = re.compile(
     r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?:0|[1-9]\d*)(?:\.\d*)?|\.\d+)"
@@ -252,3 +277,152 @@ def detect_entity_column(df: pd.DataFrame, column_types: dict) -> str | None:
         if best is None or score > best[0]:
             best = (score, col)
     return best[1] if best else None
+
+
+def _name_words(column: str) -> list[str]:
+    return [w.lower() for w in _WORDS.findall(str(column))]
+
+
+def is_index_name(column: str) -> bool:
+    """Whether a column is named like a row index (``rownames``, ``Unnamed: 0``, ``index``)."""
+    name = str(column).strip()
+    return bool(_AUTO_NAME.fullmatch(name)) or (
+        name.lower() in INDEX_NAMES or "_".join(_name_words(name)) in INDEX_NAMES
+    )
+
+
+def _is_id_name(column: str) -> bool:
+    words = _name_words(column)
+    return bool(words) and words[-1] in ID_WORDS
+
+
+def _unique_integers(series: pd.Series) -> np.ndarray | None:
+    """The values as float64 when they are non-null, whole and all different, else None."""
+    if _is_bool(series) or not pd.api.types.is_numeric_dtype(series.dtype):
+        return None
+    if series.isna().any() or not series.is_unique:
+        return None
+    x = series.to_numpy(dtype="float64")
+    return x if np.all(np.mod(x, 1) == 0) else None
+
+
+def index_columns(
+    df: pd.DataFrame, column_types: dict, keep: Collection[str] = ()
+) -> dict[str, str]:
+    """Columns that only number or identify rows, each with the reason (see the module docstring).
+
+    Args:
+        df: The typed table.
+        column_types: Column name to `ColumnType`, in table order (the first column matters).
+        keep: Columns never reported (the entity's, and those the config names).
+
+    Returns:
+        Column name → a short reason, e.g. ``"unique integers named like an index"``.
+    """
+    found: dict[str, str] = {}
+    for position, (col, kind) in enumerate(column_types.items()):
+        if col in keep or col not in df.columns:
+            continue
+        series = df[col]
+        index_name = is_index_name(col)
+        if kind == "numeric":
+            x = _unique_integers(series)
+            if x is None:
+                continue
+            if index_name or _is_id_name(col):
+                found[col] = f"unique integers named like {'an index' if index_name else 'an id'}"
+            elif (
+                position == 0
+                and len(x) > 2
+                and not ORDINAL_WORDS & set(_name_words(col))
+                and np.all(np.abs(np.diff(x)) == 1)  # unique, so 1, 2, 3, ... or down
+            ):
+                found[col] = "first column counts the rows (a row index)"
+        elif kind in ("text", "categorical") and _is_id_name(col) and not index_name:
+            # Text named like an index (R row names) names rows; codes named like ids do not.
+            nonnull = series.dropna()
+            if len(nonnull) and nonnull.nunique() >= MIN_ENTITY_UNIQUE * len(series):
+                found[col] = "unique codes named like an id"
+    return found
+
+
+def detect_entity_pair(df: pd.DataFrame, column_types: dict) -> tuple[str, str] | None:
+    """Two string columns that name each row together, for tables no single column names.
+
+    Candidates are string columns typed text or categorical, at least 90% non-null and short
+    (as for `detect_entity_column`; the first `MAX_KEY_CANDIDATES`). A pair qualifies when at
+    least 90% of the rows where both are set hold a different combination; pairs are scored by
+    that share (twice), the share of rows where both are set, the parts' own uniqueness,
+    entity-like names and position. The more unique part comes first (``county``, then
+    ``state``), so rows read ``NOBLE, IN``.
+
+    Args:
+        df: The table.
+        column_types: Column name to `ColumnType`.
+
+    Returns:
+        The two column names, most unique first, or ``None``.
+    """
+    n_rows = len(df)
+    if n_rows < 2:
+        return None
+    candidates: list[tuple[int, str, float]] = []
+    for position, (col, kind) in enumerate(column_types.items()):
+        if kind not in ("text", "categorical") or col not in df.columns:
+            continue
+        series = df[col]
+        if _is_bool(series) or pd.api.types.is_numeric_dtype(series.dtype):
+            continue
+        nonnull = int(series.notna().sum())
+        mean_len = _as_strings(sample(series)).str.len().mean()
+        if nonnull < MIN_ENTITY_NONNULL * n_rows or not mean_len or mean_len > MAX_ENTITY_CHARS:
+            continue
+        candidates.append((position, col, series.nunique() / nonnull))
+        if len(candidates) == MAX_KEY_CANDIDATES:
+            break
+    probe = df.iloc[np.unique(np.linspace(0, n_rows - 1, min(n_rows, SAMPLE_ROWS)).astype(int))]
+    best: tuple[float, tuple[str, str]] | None = None
+    for (pa, a, ua), (pb, b, ub) in combinations(candidates, 2):
+        # A sample of a nearly unique pair is at least as unique: a cheap filter first.
+        sampled = probe[[a, b]].dropna()
+        if sampled.duplicated().mean() > 1 - MIN_ENTITY_UNIQUE:
+            continue
+        both = df[[a, b]].dropna()
+        if len(both) < MIN_ENTITY_NONNULL * n_rows:
+            continue
+        unique_share = 1 - both.duplicated().sum() / len(both)
+        if unique_share < MIN_ENTITY_UNIQUE:
+            continue
+        score = (
+            2 * unique_share
+            + len(both) / n_rows
+            + ua
+            + ub
+            + _name_bonus(a)
+            + _name_bonus(b)
+            - 0.01 * (pa + pb)
+        )
+        if best is None or score > best[0]:
+            best = (score, (a, b) if ua >= ub else (b, a))
+    return best[1] if best else None
+
+
+def entity_key_values(df: pd.DataFrame, parts: list[str] | tuple[str, ...]) -> pd.Series:
+    """The name of each row made of several columns' values: ``"NOBLE, IN"``.
+
+    Values are shown as everywhere else (``1999``, not ``1999.0``); a row missing any part
+    gets no name (null).
+    """
+    from data_loaders.serialize import format_value
+
+    texts = []
+    for col in parts:
+        s = df[col]
+        if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+            texts.append(s.str.strip())
+        else:
+            texts.append(s.map(format_value, na_action="ignore").astype(object))
+    name = texts[0].astype(object)
+    for t in texts[1:]:
+        name = name + ", " + t.astype(object)
+    return name.mask(df[list(parts)].isna().any(axis=1)).astype("str")
