@@ -73,7 +73,8 @@ def phase_adapt(args) -> None:
     """Full fine-tune vs LoRA: training wall time until val exact match >= target."""
     from accelerate import Accelerator
 
-    from distillation.trainer import adapt_teacher, load_teacher, read_records
+    from distillation.adaptation import adapt_teacher
+    from distillation.trainer import load_teacher, read_records
 
     data_dir = (args.data or DATA).resolve()
     out = {}
@@ -130,7 +131,8 @@ def _test_exact_match(model_dir: str, pairs: list[dict], batch_size: int = 8) ->
 
 def phase_distill(args) -> None:
     """Same steps and seed: KD (cached soft targets) vs hard labels only; held-out exact match."""
-    from distillation.trainer import read_history, run_distillation
+    from distillation.history import read_history
+    from distillation.trainer import run_distillation
 
     teacher = str(_adapted_teacher())
     test = load_split("test", args.test_samples)
@@ -168,8 +170,9 @@ def phase_kd_vs_hard(args) -> None:
     ``training_metadata.json``: teacher, data incl. routing examples, seed, steps, schedule)
     with ``kd_ratio: 0`` and compares held-out test exact match. Costs one student training.
     """
+    from distillation.adaptation import ADAPTED_TEACHER
     from distillation.config import DistillationConfig
-    from distillation.trainer import ADAPTED_TEACHER, STUDENT_DIR, run_distillation
+    from distillation.trainer import STUDENT_DIR, run_distillation
 
     run = args.run.resolve()
     meta = json.loads((run / STUDENT_DIR / "training_metadata.json").read_text(encoding="utf-8"))
@@ -210,7 +213,8 @@ def phase_kd_vs_hard(args) -> None:
 
 def phase_throughput(args) -> None:
     """Training tokens/s for hard labels, online KD and cached KD (median over steps)."""
-    from distillation.trainer import read_history, run_distillation
+    from distillation.history import read_history
+    from distillation.trainer import run_distillation
 
     adapted = WORK / "adapt_full" / "teacher_adapted"
     teacher = str(adapted) if (adapted / "config.json").is_file() else "embedded"
@@ -288,9 +292,9 @@ def phase_steptime(args) -> None:
 
     from distillation.config import LoraSettings
     from distillation.data import answer_logits, collate, encode_records
+    from distillation.loop import Cursor, make_optimizer, take_batch
     from distillation.losses import ce_loss
     from distillation.models import apply_lora, load_model_and_tokenizer
-    from distillation.trainer import Cursor, make_optimizer, take_batch
 
     train = load_split("train")
     base, tok = load_model_and_tokenizer("embedded", dtype="float32", device="cpu")

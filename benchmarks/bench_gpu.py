@@ -40,7 +40,7 @@ CHECKS = ("bf16", "quant", "qlora", "multi_gpu")
 
 
 def _train_figures(history: Path) -> dict:
-    from distillation.trainer import read_history
+    from distillation.history import read_history
 
     rows = read_history(history)
     train = [r for r in rows if r["event"] == "train"][1:]  # step 1 warms up
@@ -135,7 +135,7 @@ def check_qlora(args) -> dict:
 def check_multi_gpu(args) -> dict:
     import torch
 
-    from distillation.trainer import read_history
+    from distillation.history import read_history
 
     n = torch.cuda.device_count()
     if n < 2:

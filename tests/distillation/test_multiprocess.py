@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from distillation.config import load_distill_config
-from distillation.trainer import read_history, run_distillation
+from distillation.history import read_history
+from distillation.trainer import run_distillation
 from tests.distillation.test_trainer import build_assets
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,14 +14,11 @@ from safetensors.torch import load_file
 
 from data_loaders.errors import InputError
 from distillation.config import DistillationConfig
+from distillation.history import read_history
+from distillation.loop import TrainingDiverged, lr_factor
 from distillation.losses import DistillationLoss
 from distillation.tiny import build_tiny_model_dir
-from distillation.trainer import (
-    TrainingDiverged,
-    lr_factor,
-    read_history,
-    run_distillation,
-)
+from distillation.trainer import run_distillation
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"elapsed", "tokens_per_s"}
