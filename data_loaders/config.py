@@ -1,7 +1,9 @@
 """Typed config for the datasets stage (`distillgraph prepare`), validated from YAML.
 
-`TableConfig` says how to read and describe a table (entity column, aliases, units);
-`PrepareConfig` says how many pairs of which kinds to build and how to split them.
+`TableConfig` says how to read and describe a table (entity column, row noun, aliases, units);
+`PrepareConfig` says how many pairs of which kinds to build and how to split them. What the
+table section leaves out is worked out from the table (`data_loaders.loaders`), and
+``distillgraph prepare`` prints those choices as a ``table:`` section to paste and edit.
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ ColumnType = Literal["numeric", "categorical", "text", "date"]
 
 
 class ColumnConfig(StrictModel):
-    """How one column is named and typed in questions."""
+    """How one column is named and typed in questions.
+
+    Naming a column here, even as ``{}``, keeps it in questions when it looks like a row index.
+    """
 
     alias: str | None = Field(
-        None, description="Name used in questions and context, e.g. 'fuel economy'."
+        None,
+        description="Name used in questions and context, e.g. 'fuel economy'; null uses the "
+        "column name, less a unit suffix ('bill_length_mm' → 'bill length').",
     )
-    unit: str | None = Field(None, description="Unit appended to values, e.g. 'mpg'.")
+    unit: str | None = Field(
+        None,
+        description="Unit appended to values, e.g. 'mpg'; null reads it from a suffix of a "
+        "numeric column's name ('_mm', '_pct' → '%'); '' for none.",
+    )
     type: ColumnType | None = Field(None, description="Override the detected column type.")
     ignore: bool = Field(False, description="Leave this column out of questions and context.")
 
@@ -29,11 +40,21 @@ class ColumnConfig(StrictModel):
 class TableConfig(StrictModel):
     """How to read a table and describe its columns."""
 
-    entity_column: str | None = Field(
-        None, description="Column naming each row (e.g. 'Name'); detected when null."
+    entity_column: str | list[str] | None = Field(
+        None,
+        description="Column naming each row (e.g. 'Name'), or a list of 2 or 3 columns that "
+        "name it together (e.g. [county, state]: rows read 'NOBLE, IN'); detected when null.",
+    )
+    entity_noun: str | None = Field(
+        None,
+        description="What one row is called in questions, e.g. 'car'; null derives it from the "
+        "table name ('cars.csv' → 'car') or the entity column's name ('county') when either "
+        "reads as a noun, else 'entry'.",
     )
     columns: dict[str, ColumnConfig] = Field(
-        default_factory=dict, description="Per-column alias/unit/type/ignore, keyed by column name."
+        default_factory=dict,
+        description="Per-column alias/unit/type/ignore, keyed by column name. Index-like "
+        "columns (rownames, PID, ...) are left out unless named here.",
     )
     sql_table: str | None = Field(
         None,
@@ -49,6 +70,26 @@ class TableConfig(StrictModel):
         None,
         description="Key of the list of records in a JSON object; found when it holds one list.",
     )
+
+    @field_validator("entity_column")
+    @classmethod
+    def _entity_column(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if not isinstance(v, list):
+            return v
+        if len(v) == 1:
+            return v[0]
+        if not 2 <= len(v) <= 3:
+            raise ValueError("give one column, or a list of 2 or 3 columns that name rows together")
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists a column twice ({v}); give different columns")
+        return v
+
+    @property
+    def entity_columns(self) -> list[str]:
+        """The configured entity column(s) as a list (empty when detected)."""
+        if self.entity_column is None:
+            return []
+        return [self.entity_column] if isinstance(self.entity_column, str) else self.entity_column
 
     @field_validator("delimiter")
     @classmethod
@@ -97,11 +138,6 @@ class PrepareConfig(StrictModel):
             "summary_group": 0.05,
         },
         description="Relative weight of each question type in the budget (0 turns one off).",
-    )
-    entity_noun: str | None = Field(
-        None,
-        description="What one row is called in questions, e.g. 'car'; null derives it from the "
-        "file name ('cars.csv' → 'car'), else 'entry'.",
     )
     max_context_rows: int = Field(
         8, ge=1, le=64, description="Most rows serialized into one pair's context."

@@ -19,6 +19,9 @@ Clean-up, in order (each dropped thing is logged as a warning on this module's l
   when nothing usable remains);
 * every column is typed (config ``columns.<col>.type`` wins) and converted: numbers stored as
   text become numbers, ISO-like dates become datetimes, empty strings become null;
+* the table is described (`data_loaders.describe`): the column or columns naming each row are
+  chosen, index-like columns (``rownames``, ``PID``) are left out, display names and units are
+  read from column names, and the row noun is found, each choice recorded with its reason;
 * rows with no entity value are dropped, and rows repeating an earlier row's entity value are
   dropped, keeping the first: questions name an entity, so each must name exactly one row;
 * the table must keep at least one numeric, categorical or date column besides the entity.
@@ -45,8 +48,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from data_loaders.columns import coerce_column, detect_entity_column, infer_column_type
+from data_loaders.choices import TableChoices
+from data_loaders.columns import coerce_column, infer_column_type
 from data_loaders.config import ColumnType, TableConfig
+from data_loaders.describe import USABLE_TYPES, describe
 from data_loaders.errors import InputError
 from data_loaders.table import Table
 
@@ -60,7 +65,6 @@ SUFFIXES = DELIMITED_SUFFIXES + JSON_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXE
 HEAD_BYTES = 64 * 1024
 SNIFF_LINES = 50
 HASH_CHUNK = 1 << 20
-USABLE_TYPES = ("numeric", "categorical", "date")
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _URL_PASSWORD = re.compile(r"(://[^:/@#?]*:)([^@/#?]*)(@)")
@@ -471,17 +475,23 @@ def _build_table(
                 f"{source}: config columns {_names(unknown)} are not in the table; "
                 f"columns there: {_names(columns)}"
             )
-    entity = config.entity_column
-    if entity is not None:
-        if entity in ignored:
+    parts = config.entity_columns
+    for part in parts:
+        where = f"entity_column {part!r}" if len(parts) == 1 else f"entity_column {parts}: {part!r}"
+        if part in ignored:
+            raise InputError(f"{source}: {where} is also marked ignore; drop one setting")
+        if part not in columns:
             raise InputError(
-                f"{source}: entity_column {entity!r} is also marked ignore; drop one setting"
+                f"{source}: {where} is not a column; columns there: {_names(columns)}"
             )
-        if entity not in columns:
-            raise InputError(
-                f"{source}: entity_column {entity!r} is not a column; columns there: "
-                f"{_names(columns)}"
-            )
+    choices = TableChoices(
+        configured={
+            c: cc.model_dump(exclude_defaults=True)
+            for c, cc in config.columns.items()
+            if c in columns or c in skipped
+        },
+        ignored={c: "marked ignore in the config" for c in ignored if c in columns or c in skipped},
+    )
 
     data: dict[str, pd.Series] = {}
     empty = []
@@ -493,10 +503,12 @@ def _build_table(
             empty.append(col)
             continue
         data[col] = series
-    if entity in empty:
-        raise InputError(f"{source}: entity_column {entity!r} has no values; choose another")
+    for part in parts:
+        if part in empty:
+            raise InputError(f"{source}: entity_column {part!r} has no values; choose another")
     if empty:
         logger.warning("%s: dropped columns with no values: %s", source, _names(empty))
+        choices.ignored.update(dict.fromkeys(empty, "no values"))
     if not data:
         raise InputError(
             f"{source}: no column has any values"
@@ -525,33 +537,34 @@ def _build_table(
         data[col], types[col] = converted, kind
     table_df = pd.DataFrame(data, copy=False)
 
-    if entity is None:
-        entity = detect_entity_column(table_df, types)
-    if entity is not None:
-        table_df = _unique_entities(table_df, entity, source)
-
-    usable = [c for c, t in types.items() if t in USABLE_TYPES and c != entity]
-    if not usable or len(types) < 2:
-        described = ", ".join(f"{c} ({t})" for c, t in types.items())
+    d = describe(table_df, types, name=name, source=source, config=config, choices=choices)
+    usable = [c for c, t in d.column_types.items() if t in USABLE_TYPES and c != d.entity_column]
+    if not usable or len(d.column_types) < 2:
+        described = ", ".join(f"{c} ({t})" for c, t in d.column_types.items())
         raise InputError(
             f"{source}: no column to ask questions about (columns: {described}); a table "
             "needs a name column and at least one numeric, categorical or date column; "
             "set columns.<col>.type if one was mistyped"
         )
-    display = {c: cc.alias for c, cc in config.columns.items() if cc.alias and c in types}
-    units = {c: cc.unit for c, cc in config.columns.items() if cc.unit and c in types}
     logger.info(
-        "%s: %d rows, %d columns, entity column %r", source, len(table_df), len(types), entity
+        "%s: %d rows, %d columns, entity column %r",
+        source,
+        len(d.df),
+        len(d.column_types),
+        d.entity_column,
     )
     return Table(
         name=name,
         source=source,
-        df=table_df,
+        df=d.df,
         content_hash=content_hash,
-        column_types=types,
-        entity_column=entity,
-        display=display,
-        units=units,
+        column_types=d.column_types,
+        entity_column=d.entity_column,
+        display=d.display,
+        units=d.units,
+        entity_parts=d.entity_parts,
+        noun=d.noun,
+        choices=d.choices,
     )
 
 
@@ -594,32 +607,6 @@ def _cell_text(value: object) -> object:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, ensure_ascii=False, default=str)
     return value
-
-
-def _unique_entities(df: pd.DataFrame, entity: str, source: str) -> pd.DataFrame:
-    """Drop rows with no entity value, then rows repeating an earlier entity (keep the first)."""
-    missing = df[entity].isna()
-    duplicate = df[entity].duplicated(keep="first") & ~missing
-    n_missing, n_dup = int(missing.sum()), int(duplicate.sum())
-    if n_missing:
-        logger.warning("%s: dropped %d rows with no %r value", source, n_missing, entity)
-    if n_dup:
-        examples = df.loc[duplicate, entity].head(3).astype(str).tolist()
-        logger.warning(
-            "%s: dropped %d rows whose %r repeats an earlier row (kept the first), e.g. %s",
-            source,
-            n_dup,
-            entity,
-            ", ".join(examples),
-        )
-    if n_missing or n_dup:
-        df = df.loc[~(missing | duplicate)].reset_index(drop=True)
-    if df.empty:
-        raise InputError(f"{source}: no row has a value in the entity column {entity!r}")
-    values = df[entity]
-    if pd.api.types.is_float_dtype(values.dtype) and np.all(np.mod(values.to_numpy(), 1) == 0):
-        df[entity] = values.astype("int64")  # ids read as floats because of nulls
-    return df
 
 
 # --------------------------------------------------------------------------- diagnostics

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_loaders.naming import plural
 from data_loaders.schema import QUESTION_TYPES, TASK_OF_TYPE, QAPair
 from data_loaders.serialize import format_number, format_value, serialize_fact, serialize_row
 from data_loaders.table import Table
-from data_loaders.templates import TEMPLATES, col_words, join_words, plural, where_with
+from data_loaders.templates import TEMPLATES, col_words, join_words, where_with
 
 OPS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq,

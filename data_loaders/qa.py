@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from data_loaders.config import PrepareConfig
+from data_loaders.naming import plural
 from data_loaders.programs import (
     ProgramError,
     facts_for,
@@ -55,7 +56,6 @@ from data_loaders.templates import (
     Template,
     col_words,
     entity_noun,
-    plural,
     value_words,
     where_is,
     where_with,
@@ -165,7 +165,7 @@ class PairGenerator:
 
     Args:
         table: The table.
-        config: Budget shares, rounding, context size and the entity noun.
+        config: Budget shares, rounding and context size (the row noun is the table's).
         split_of_row: Split code of each row (``-1``: in no split, never shown).
         seen: Duplicate filter shared with the other splits and tables.
     """
@@ -180,7 +180,7 @@ class PairGenerator:
         self.seen = seen
         self.decimals = config.decimals
         self.max_ctx = config.max_context_rows
-        self.noun = entity_noun(table, config.entity_noun)
+        self.noun = entity_noun(table)
         self.nouns = plural(self.noun)
         self.claims_made: dict[str, int] = {}
         self._grids: dict[str, list[int | float]] = {}
@@ -195,10 +195,15 @@ class PairGenerator:
             c for c in table.columns_of("categorical") if 2 <= distinct(c) <= MAX_FILTER_VALUES
         ]
         dates = [c for c in table.columns_of("date") if distinct(c) >= 2]
+        # The parts of a name made of several columns ('state' of 'NOBLE, IN') are in the
+        # name already: filters may use them, lookups and claims would only repeat it.
+        named = {table.entity_column, *table.entity_parts}
         self.claim_cols = [
-            c for c in table.columns if c in set(self.numeric_cols + self.filter_cols + dates)
+            c
+            for c in table.columns
+            if c in set(self.numeric_cols + self.filter_cols + dates) and c not in named
         ]
-        self.lookup_cols = [c for c in table.columns if c != table.entity_column]
+        self.lookup_cols = [c for c in table.columns if c not in named]
         self._makers: dict[str, Callable[..., QAPair | None]] = {
             "lookup": self._lookup,
             "compare": self._compare,

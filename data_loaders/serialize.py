@@ -9,9 +9,9 @@ Context format (one line per row or fact, no header):
     [fact] mean horsepower where origin = USA: 119.05 (over 245 rows)
 
 * ``[row N]`` — N is the row id (0-based position in the source table, after loading).
-* each cell is ``<display name>: <value>[ <unit>]``; the display name is the column's alias from
-  the config, else the column name; null cells are skipped; text is collapsed to one line and
-  cut at 200 characters.
+* each cell is ``<display name>: <value>[ <unit>]`` (``%`` without the space); the display
+  name is the column's alias from the config, else the column name; null cells are skipped;
+  text is collapsed to one line and cut at 200 characters.
 * ``[fact]`` lines carry values computed with pandas (counts, means, extremes) so the model
   reads rather than calculates.
 
@@ -85,7 +85,9 @@ def format_value(value: Any, unit: str | None = None, decimals: int = 2) -> str:
         s = _WS.sub(" ", str(value)).strip()
         if len(s) > MAX_CELL_CHARS:
             s = s[: MAX_CELL_CHARS - 1] + "…"
-    return f"{s} {unit}" if unit and s else s
+    if not unit or not s:
+        return s
+    return f"{s}{unit}" if unit == "%" else f"{s} {unit}"  # "12.5%", "18 mpg"
 
 
 def serialize_row(

@@ -1,7 +1,10 @@
 """The in-memory table every stage works on: a DataFrame plus what we know about its columns.
 
 Row ids are 0-based positions after loading (``df`` has a RangeIndex); they are what
-``[row N]`` in a context and ``provenance.row_ids`` refer to.
+``[row N]`` in a context and ``provenance.row_ids`` refer to. A row named by several columns
+together (``county`` + ``state``) has that name in a column of its own (``"county, state"``,
+values ``"NOBLE, IN"``), which is then the entity column, so every stage looks names up the same
+way; `Table.entity_parts` lists the columns it is made of.
 """
 
 from __future__ import annotations
@@ -10,13 +13,22 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from data_loaders.choices import TableChoices
 from data_loaders.config import ColumnType
 from data_loaders.serialize import serialize_row
 
 
 @dataclass
 class Table:
-    """A loaded table with typed columns, an entity column, display names and units."""
+    """A loaded table with typed columns, an entity column, display names and units.
+
+    Attributes:
+        entity_parts: The columns whose values make up the entity column's names, when rows
+            are named by several columns together; empty otherwise.
+        noun: What one row is called in questions ("car"); derived from the name when None
+            (see `templates.entity_noun`).
+        choices: Why the table reads as it does (entity, noun, ignored columns, units read).
+    """
 
     name: str
     source: str
@@ -26,6 +38,9 @@ class Table:
     entity_column: str | None
     display: dict[str, str] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
+    entity_parts: tuple[str, ...] = ()
+    noun: str | None = None
+    choices: TableChoices = field(default_factory=TableChoices)
 
     @property
     def columns(self) -> list[str]:

@@ -14,10 +14,10 @@ Japan and model year 1976") and ``{where_is}`` ("origin is Japan and model year 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from data_loaders.naming import row_noun
 from data_loaders.serialize import format_value
 from data_loaders.table import Table
 
@@ -116,33 +116,14 @@ def col_words(table: Table, col: str) -> str:
     return col.replace("_", " ").strip()
 
 
-_STEM_OK = re.compile(r"[A-Za-z]+")
-
-
 def entity_noun(table: Table, configured: str | None = None) -> str:
     """What one row of `table` is called in questions.
 
-    The configured noun wins; otherwise a plain plural file name gives the singular
-    (``cars`` → ``car``, ``airports`` → ``airport``); otherwise ``entry``.
+    `configured` wins, then the noun chosen when the table was loaded (``table.entity_noun``
+    in the config, else read from the table name: see `data_loaders.describe`); a table built
+    without one reads its name (``cars`` → ``car``, see `naming.row_noun`), else ``entry``.
     """
-    if configured:
-        return configured
-    stem = table.name.lower()
-    if _STEM_OK.fullmatch(stem) and len(stem) > 3 and stem.endswith("s"):
-        if stem.endswith("ies"):
-            return stem[:-3] + "y"
-        if not stem.endswith(("ss", "us", "is")):
-            return stem[:-1]
-    return "entry"
-
-
-def plural(noun: str) -> str:
-    """English plural of a simple noun (``car`` → ``cars``, ``entry`` → ``entries``)."""
-    if noun.endswith("y") and len(noun) > 1 and noun[-2] not in "aeiou":
-        return noun[:-1] + "ies"
-    if noun.endswith(("s", "x", "z", "ch", "sh")):
-        return noun + "es"
-    return noun + "s"
+    return configured or table.noun or row_noun(table.name) or "entry"
 
 
 def value_words(table: Table, col: str, value: Any, decimals: int) -> str:

@@ -367,7 +367,8 @@ def test_all_null_column_dropped_with_warning(tmp_path, caplog):
 
 
 def test_header_names_stripped_and_blank_named():
-    df = pd.DataFrame([[0, "a", 1.5, "x"], [1, "b", 2.5, "y"], [2, "c", 3.5, "x"]])
+    # (values repeat: a blank-named column of unique integers is an exported index, left out)
+    df = pd.DataFrame([[5, "a", 1.5, "x"], [5, "b", 2.5, "y"], [9, "c", 3.5, "x"]])
     df.columns = ["", " name ", "score", "g"]
     t = table_from_dataframe(df, name="t", source="t")
     assert t.columns == ["column_1", "name", "score", "g"]
@@ -390,5 +391,6 @@ def test_load_tables_unique_names_and_shared_config(tmp_path, raw_cars):
     config = TableConfig(columns={"Origin": ColumnConfig(alias="region"), "state": ColumnConfig()})
     tables = load_tables([CARS, tmp_path / "a" / "cars.csv", AIRPORTS], config)
     assert [t.name for t in tables] == ["cars", "cars_2", "airports"]
-    assert tables[0].display == {"Origin": "region"} and tables[2].display == {}
+    assert tables[0].display == {"Origin": "region", "Weight_in_lbs": "Weight"}  # unit in name
+    assert tables[2].display == {}
     assert tables[0].content_hash == tables[1].content_hash

@@ -11,6 +11,7 @@ from data_loaders.config import PrepareConfig, TableConfig
 from data_loaders.config_loader import load_config
 from data_loaders.dataset import build_dataset
 from data_loaders.loaders import load_table, table_from_dataframe
+from data_loaders.naming import plural
 from data_loaders.programs import (
     ProgramError,
     check_pair,
@@ -22,7 +23,7 @@ from data_loaders.programs import (
 )
 from data_loaders.schema import QUESTION_TYPES, TASK_OF_TYPE
 from data_loaders.serialize import format_value
-from data_loaders.templates import TEMPLATES, col_words, entity_noun, plural
+from data_loaders.templates import TEMPLATES, col_words, entity_noun
 
 ROOT = Path(__file__).resolve().parents[2]
 CARS = ROOT / "examples" / "data" / "cars.csv"
