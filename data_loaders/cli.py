@@ -75,23 +75,42 @@ def prepare_command(
 
 
 def print_summary(ds: Dataset, path: Path, seconds: float) -> None:
-    """One screen: tables (rows, typed columns, entity column), pairs per split and type."""
+    """One screen: each table (rows, typed columns, the choices made), pairs per split and type.
+
+    The choices (entity column or columns, row noun, columns left out, units read from names)
+    are printed as a ``table:`` section with the reasons as comments, ready to paste.
+    """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
+    from data_loaders.choices import choices_yaml
     from data_loaders.schema import QUESTION_TYPES
 
     console = Console()
     for t in ds.tables:
         by_type: dict[str, list[str]] = {}
         for col, kind in t.column_types.items():
+            if t.entity_parts and col == t.entity_column:
+                continue  # made of the parts, which are listed
             by_type.setdefault(kind, []).append(col)
         typed = "; ".join(f"{k}: {', '.join(v)}" for k, v in by_type.items())
+        if t.entity_parts:
+            entity = f"entity columns {' + '.join(t.entity_parts)} (rows named like "
+            entity += f"{t.entity_of(0)!r})"
+        else:
+            entity = f"entity column {t.entity_column or '(none: rows named row N)'}"
         console.print(
             f"[bold]{t.source}[/bold]  {len(t.df):,} rows, {len(t.column_types)} columns, "
-            f"entity column [cyan]{t.entity_column or '(none: rows named row N)'}[/cyan]"
+            f"[cyan]{escape(entity)}[/cyan]"
         )
         console.print(f"  {typed}", highlight=False)
+        console.print(
+            "  choices made (paste under table: in the --config YAML to keep or change them):",
+            highlight=False,
+        )
+        for line in choices_yaml(t).split("\n"):
+            console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
     grid = RichTable(title="QA pairs", title_justify="left")
     grid.add_column("type")
     for split in ds.splits:

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_loaders import serialize
+from data_loaders.choices import choices_record
 from data_loaders.config import PrepareConfig, SplitConfig
 from data_loaders.errors import InputError
 from data_loaders.io import atomic_dir, atomic_write_json, write_jsonl
@@ -230,7 +231,13 @@ def _created_at() -> str:
 
 
 def build_manifest(ds: Dataset) -> dict:
-    """The ``manifest.json`` content: counts, sources, config, versions, format, time."""
+    """The ``manifest.json`` content: counts, sources, config, versions, format, time.
+
+    Each source holds its reading: entity column, types, display names, units, and the
+    ``choices`` loading made with their reasons (`choices.choices_record`: entity columns, row
+    noun, ignored columns, units read from names, and all of it as a pasteable ``table:``
+    section).
+    """
     counts = {}
     for split, pairs in ds.splits.items():
         claims = Counter(p.answer for p in pairs if p.qtype == "claim")
@@ -251,6 +258,7 @@ def build_manifest(ds: Dataset) -> dict:
             "display": dict(t.display),
             "units": dict(t.units),
             "entities": ents,
+            "choices": choices_record(t),
         }
         for t, ents in zip(ds.tables, ds.entities, strict=True)
     ]

@@ -5,6 +5,7 @@ The tables in tests/data imitate public exports: ``starwars.csv`` (R, with ``row
 ``county`` + ``state``, a ``PID`` id).
 """
 
+import json
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from data_loaders.choices import choices_yaml
+from data_loaders.cli import prepare_command
 from data_loaders.columns import detect_entity_pair, index_columns, infer_column_type
 from data_loaders.config import ColumnConfig, PrepareConfig, TableConfig
 from data_loaders.config_loader import load_config, validate_config
@@ -308,6 +310,23 @@ def test_printed_choices_load_back_the_same_table(path):
     assert again.columns == first.columns and again.noun == first.noun
     assert (again.display, again.units) == (first.display, first.units)
     assert again.row_text(3) == first.row_text(3)
+
+
+def test_prepare_prints_and_records_its_choices(tmp_path, capsys):
+    out = tmp_path / "midwest"
+    prepare_command([str(MIDWEST)], out=out, max_pairs=60)
+    shown = capsys.readouterr().out
+    for line in ("entity_column: [county, state]", "entity_noun: county", "PID: {ignore: true}",
+                 "unique integers named like an id", "rows named like 'ADAMS, IL'"):
+        assert line in shown
+    source = json.loads((out / "manifest.json").read_text())["sources"][0]
+    assert source["entity_column"] == "county, state"
+    choices = source["choices"]
+    assert choices["entity_columns"] == ["county", "state"]
+    assert choices["ignored"] == {"PID": "unique integers named like an id"}
+    assert choices["entity_noun"] == "county"
+    pasted = yaml.safe_load(choices["table_yaml"])["table"]
+    assert pasted["entity_column"] == ["county", "state"]
 
 
 def test_printed_choices_config_file_round_trip(tmp_path):
