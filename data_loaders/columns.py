@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from itertools import combinations
 
 import numpy as np
@@ -228,6 +228,25 @@ def _name_bonus(column: str) -> float:
     return 0.0
 
 
+def _short_string_columns(
+    df: pd.DataFrame, column_types: dict
+) -> Iterator[tuple[int, str, pd.Series, float]]:
+    """Columns that could name rows: strings typed text or categorical, short on average.
+
+    Yields (position, name, sampled values as stripped strings, their mean length).
+    """
+    for position, (col, kind) in enumerate(column_types.items()):
+        if kind not in ("text", "categorical") or col not in df.columns:
+            continue
+        series = df[col]
+        if _is_bool(series) or pd.api.types.is_numeric_dtype(series.dtype):
+            continue
+        probe = _as_strings(sample(series))
+        mean_len = probe.str.len().mean()
+        if mean_len and mean_len <= MAX_ENTITY_CHARS:
+            yield position, col, probe, float(mean_len)
+
+
 def detect_entity_column(df: pd.DataFrame, column_types: dict) -> str | None:
     """Pick the column that names each row, or ``None`` when no column does.
 
@@ -246,16 +265,8 @@ def detect_entity_column(df: pd.DataFrame, column_types: dict) -> str | None:
     """
     best: tuple[float, str] | None = None
     n_rows = len(df)
-    for position, (col, kind) in enumerate(column_types.items()):
-        if kind not in ("text", "categorical") or col not in df.columns:
-            continue
+    for position, col, probe, mean_len in _short_string_columns(df, column_types):
         series = df[col]
-        if _is_bool(series) or pd.api.types.is_numeric_dtype(series.dtype):
-            continue
-        probe = _as_strings(sample(series))
-        mean_len = probe.str.len().mean()
-        if not mean_len or mean_len > MAX_ENTITY_CHARS:
-            continue
         # A sample of a nearly unique column is at least as unique (fewer chances to collide),
         # so a clearly repetitive sample rules the column out without a full pass.
         if probe.nunique() < 0.8 * len(probe):
@@ -367,15 +378,10 @@ def detect_entity_pair(df: pd.DataFrame, column_types: dict) -> tuple[str, str] 
     if n_rows < 2:
         return None
     candidates: list[tuple[int, str, float]] = []
-    for position, (col, kind) in enumerate(column_types.items()):
-        if kind not in ("text", "categorical") or col not in df.columns:
-            continue
+    for position, col, _, _ in _short_string_columns(df, column_types):
         series = df[col]
-        if _is_bool(series) or pd.api.types.is_numeric_dtype(series.dtype):
-            continue
         nonnull = int(series.notna().sum())
-        mean_len = _as_strings(sample(series)).str.len().mean()
-        if nonnull < MIN_ENTITY_NONNULL * n_rows or not mean_len or mean_len > MAX_ENTITY_CHARS:
+        if nonnull < MIN_ENTITY_NONNULL * n_rows:
             continue
         candidates.append((position, col, series.nunique() / nonnull))
         if len(candidates) == MAX_KEY_CANDIDATES:
