@@ -3,28 +3,42 @@
     python examples/complete_pipeline.py            # the embedded default, 2 CPU cores
     python examples/complete_pipeline.py --quick    # short run; accuracy not representative
     python examples/complete_pipeline.py --fresh    # start over, reusing nothing
+    python examples/complete_pipeline.py --table planes.csv --prepare-config mine.yaml \
+        --workdir runs/planes                       # any table, with its own prepare YAML
+
+Nothing here is tuned to the sample table: the agent graph's example questions are drawn from
+the table's own first row (as the chat's starter questions are), and the graph reads the table
+with the ``table:`` section of ``--prepare-config``. Without ``--prepare-config`` the cars
+sample uses ``configs/prepare_cars.yaml`` and any other table the prepare defaults (entity
+column detected).
 
 Every stage writes its output under ``--workdir`` (default ``runs/demo``) and is reused on the next
-run, so any stage can also be rerun alone with the CLI command printed in its header:
+run (a dataset built from another table is refused: ``--fresh`` or another ``--workdir``), so any
+stage can also be rerun alone with the CLI command printed in its header (``pipeline.json`` keeps
+them too):
 
     data/                 distillgraph prepare   (train/val/test.jsonl, manifest.json)
     distill/              distillgraph distill   (teacher_adapted/, teacher_cache/, student/,
                                                   training_history.jsonl, checkpoints/)
     student_undistilled/  the student as initialised, before training (for "gap closed")
     eval/                 distillgraph evaluate  (report.json, report.md, *.png)
-    pipeline.json         what this script did: stage times, the headline figures
+    memory.sqlite         distillgraph ask       (the graph's conversation memory)
+    pipeline.json         what this script did: stage times, the headline figures, the commands
 
 Python API used: `data_loaders.dataset.prepare`, `distillation.trainer.run_distillation`,
-`distillation.evaluation.evaluate_models`, `graphs.build_graph`.
+`distillation.evaluation.evaluate_models`, `graphs.build_graph`, `app.render.starter_questions`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +46,14 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table as RichTable  # noqa: E402
 
+if TYPE_CHECKING:
+    from data_loaders.table import Table
+
 console = Console()
+
+SAMPLE_TABLE = ROOT / "examples" / "data" / "cars.csv"
+SAMPLE_PREPARE_CONFIG = ROOT / "configs" / "prepare_cars.yaml"
+GRAPH_CONFIG = ROOT / "configs" / "graph.yaml"
 
 # --quick: fewer pairs and steps so the whole demo runs in under 5 minutes on 2 CPU cores.
 QUICK_PREPARE = ["max_pairs=120"]
@@ -48,36 +69,61 @@ QUICK_DISTILL = [
 QUICK_EVAL_EXAMPLES = 12
 QUICK_LATENCY_EXAMPLES = 4
 
-DEMO_QUERIES = [
-    "What is the horsepower of ford pinto?",
-    "Which car has the higher fuel economy, honda civic or ford maverick?",
-    "How many cars have origin Japan?",
-    "Summarize chevrolet chevelle malibu.",
-    "Is it true that toyota corona has 4 cylinders?",
-    "Is it true that amc hornet has a weight of 1000 lbs?",
-]
+
+def show_command(text: str, argv: list[str]) -> None:
+    """Print `text` and a root-CLI command line, unwrapped and without markup, to copy-paste."""
+    line = f"{text}{shlex.join(['distillgraph', *argv])}"
+    console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
-def header(n: int, title: str, command: str) -> None:
-    """Print a visible stage header with the CLI command that reruns the stage alone."""
+def header(n: int, title: str, argv: list[str]) -> None:
+    """Print a stage header and the command (``distillgraph`` + `argv`) that reruns it alone."""
     console.rule(f"[bold]{n}. {title}")
-    console.print(f"[dim]rerun alone: {command}[/dim]")
+    show_command("rerun alone: ", argv)
 
 
-def stage_prepare(args, data: Path) -> float | None:
-    """Build the QA dataset from the sample table, unless it is already there."""
+def option(flag: str, value: object | None) -> list[str]:
+    """``[flag, value]``, or nothing when `value` is ``None``."""
+    return [] if value is None else [flag, str(value)]
+
+
+def prepare_overrides(args) -> list[str]:
+    """The prepare config overrides this demo applies on top of ``--prepare-config``."""
+    return QUICK_PREPARE if args.quick else []
+
+
+def check_same_table(data: Path, table: Path) -> None:
+    """Refuse to reuse a dataset that was built from another table than `table`."""
+    from data_loaders.dataset import MANIFEST
+    from data_loaders.errors import InputError
+
+    manifest = json.loads((data / MANIFEST).read_text(encoding="utf-8"))
+    built_from = [s["source"] for s in manifest.get("sources", [])]
+    if built_from != [str(table)]:
+        raise InputError(
+            f"{data} was built from {', '.join(built_from) or 'no table'}, not {table}; "
+            "pass --fresh to start over or another --workdir"
+        )
+
+
+def stage_prepare(args, data: Path, commands: dict) -> float | None:
+    """Build the QA dataset from the table, unless it is already there."""
     from data_loaders.config import PrepareConfig
     from data_loaders.config_loader import load_config
-    from data_loaders.dataset import prepare
+    from data_loaders.dataset import MANIFEST, prepare
 
-    overrides = QUICK_PREPARE if args.quick else []
-    header(
-        1,
-        "Load the sample table and build the QA dataset",
-        f"distillgraph prepare {args.table} --out {data} --config {args.prepare_config} "
-        + " ".join(overrides),
-    )
-    if (data / "manifest.json").is_file():
+    overrides = prepare_overrides(args)
+    commands["prepare"] = [
+        "prepare",
+        str(args.table),
+        "--out",
+        str(data),
+        *option("--config", args.prepare_config),
+        *overrides,
+    ]
+    header(1, "Load the table and build the QA dataset", commands["prepare"])
+    if (data / MANIFEST).is_file():
+        check_same_table(data, args.table)
         console.print(f"reusing {data} (use --fresh to rebuild)")
         return None
     t0 = time.perf_counter()
@@ -96,16 +142,17 @@ def distill_overrides(args, data: Path, run: Path) -> list[str]:
     return [f"data_dir={data}", f"output_dir={run}", *(QUICK_DISTILL if args.quick else [])]
 
 
-def stage_distill(args, data: Path, run: Path) -> float | None:
+def stage_distill(args, data: Path, run: Path, commands: dict) -> float | None:
     """Adapt the teacher, cache its soft targets, distill and export the student."""
     from distillation.config import load_distill_config
     from distillation.trainer import STUDENT_DIR, run_distillation
 
     overrides = distill_overrides(args, data, run)
+    commands["distill"] = ["distill", "--config", str(args.distill_config), *overrides]
     header(
         2,
         "Adapt the teacher, then distill the student (teacher soft-target cache)",
-        f"distillgraph distill --config {args.distill_config} " + " ".join(overrides),
+        commands["distill"],
     )
     if (run / STUDENT_DIR / "config.json").is_file():
         console.print(f"reusing {run / STUDENT_DIR} (use --fresh to retrain)")
@@ -118,40 +165,49 @@ def stage_distill(args, data: Path, run: Path) -> float | None:
     return time.perf_counter() - t0
 
 
-def stage_evaluate(args, data: Path, run: Path, undistilled: Path, eval_dir: Path) -> dict:
-    """Evaluate teacher, undistilled student and distilled student side by side."""
+def stage_evaluate(
+    args, data: Path, run: Path, undistilled: Path, eval_dir: Path, commands: dict
+) -> tuple[dict, str]:
+    """Evaluate teacher, undistilled student and distilled student side by side.
+
+    Returns:
+        The report (as ``report.json``) and the teacher it compared against.
+    """
     from distillation.config import load_distill_config
     from distillation.evaluation import evaluate_models
-    from distillation.trainer import (
-        ADAPTED_TEACHER,
-        STUDENT_DIR,
-        export_initial_student,
-        trained_teacher_spec,
-    )
+    from distillation.trainer import STUDENT_DIR, export_initial_student, trained_teacher_spec
 
-    header(
-        3,
-        "Evaluate teacher, undistilled student and distilled student",
-        f"distillgraph evaluate --model {run / ADAPTED_TEACHER} --model {undistilled} "
-        f"--model {run / STUDENT_DIR} --label teacher --label undistilled --label distilled "
-        f"--baseline undistilled --data {data} --out {eval_dir}",
-    )
     cfg = load_distill_config(args.distill_config, distill_overrides(args, data, run))
     teacher_spec = trained_teacher_spec(cfg)
+    max_examples = QUICK_EVAL_EXAMPLES if args.quick else args.max_examples
+    latency = QUICK_LATENCY_EXAMPLES if args.quick else None  # else evaluate_models' default
+    labels = ["teacher", "undistilled", "distilled"]
+    models = [teacher_spec, str(undistilled), str(run / STUDENT_DIR)]
+    commands["evaluate"] = [
+        "evaluate",
+        *(a for m in models for a in ("--model", m)),
+        *(a for label in labels for a in ("--label", label)),
+        *("--baseline", "undistilled", "--data", str(data), "--out", str(eval_dir)),
+        *option("--max-examples", max_examples),
+        *option("--latency-examples", latency),
+        *("--device", "cpu"),
+    ]
+    header(3, "Evaluate teacher, undistilled student and distilled student", commands["evaluate"])
     if not (undistilled / "config.json").is_file():
         export_initial_student(cfg, teacher_spec, undistilled)
-    quick = {"latency_examples": QUICK_LATENCY_EXAMPLES} if args.quick else {}
-    return evaluate_models(
-        [teacher_spec, undistilled, run / STUDENT_DIR],
+    latency_kw = {} if latency is None else {"latency_examples": latency}
+    report = evaluate_models(
+        models,
         data,
         "test",
-        labels=["teacher", "undistilled", "distilled"],
+        labels=labels,
         baseline="undistilled",
         out_dir=eval_dir,
-        max_examples=QUICK_EVAL_EXAMPLES if args.quick else args.max_examples,
+        max_examples=max_examples,
         device="cpu",
-        **quick,  # otherwise evaluate_models' own default
+        **latency_kw,
     )
+    return report, teacher_spec
 
 
 def print_headline(report: dict) -> None:
@@ -212,27 +268,60 @@ def router_accuracy_on(graph, test_file: Path) -> dict:
     }
 
 
-def stage_graph(args, run: Path, memory: Path, data: Path) -> dict:
-    """Answer a handful of queries of each kind with the agent graph on the distilled student."""
-    from distillation.trainer import STUDENT_DIR
+def graph_overrides(args) -> list[str]:
+    """Graph settings that follow the dataset: its table config, its context size."""
+    from data_loaders.config import PrepareConfig
+    from data_loaders.config_loader import load_config
+
+    prepared = load_config(PrepareConfig, args.prepare_config, prepare_overrides(args))
+    return [
+        f"table_config={args.prepare_config or 'null'}",
+        f"retrieval.max_rows={prepared.max_context_rows}",  # the context the student knows
+    ]
+
+
+def ask_argv(args, question: str, student: Path, memory: Path) -> list[str]:
+    """``distillgraph ask`` with the graph this demo builds (model, table, settings, memory)."""
+    sets = [a for o in graph_overrides(args) for a in ("--set", o)]
+    return [
+        "ask",
+        question,
+        *("--model", str(student), "--data", str(args.table), "--config", str(GRAPH_CONFIG)),
+        *sets,
+        *("--memory", str(memory)),
+    ]
+
+
+def example_questions(table: Table) -> list[str]:
+    """One question per task about the table's first row: the chat's starter questions."""
+    from app.render import starter_questions
+    from data_loaders.errors import InputError
+
+    questions = [message for _label, message in starter_questions(table)]
+    if not questions:
+        raise InputError(f"{table.source}: no rows to ask about")
+    return questions
+
+
+def stage_graph(
+    args, student: Path, memory: Path, data: Path, table: Table, ask: list[str]
+) -> dict:
+    """Answer the table's example questions with the agent graph on the distilled student."""
     from graphs import build_graph
 
-    header(
-        4,
-        "Agent graph on the distilled student",
-        f'distillgraph ask "How many cars have origin Japan?" --model {run / STUDENT_DIR}',
-    )
+    header(4, "Agent graph on the distilled student", ask)
     graph = build_graph(
-        model=run / STUDENT_DIR,
-        tables=[args.table],
-        config=ROOT / "configs" / "graph.yaml",
+        model=student,
+        tables=[table],
+        config=GRAPH_CONFIG,
         checkpointer=memory,
+        overrides=graph_overrides(args),
     )
     rows = []
     t = RichTable(title="Queries")
     for col in ("query", "route", "answer", "verdict", "answered by", "ms"):
         t.add_column(col, overflow="fold")
-    for i, q in enumerate(DEMO_QUERIES):
+    for i, q in enumerate(example_questions(table)):
         t0 = time.perf_counter()
         state = graph.invoke(
             {"messages": [("user", q)]}, config={"configurable": {"thread_id": f"demo-{i}"}}
@@ -273,15 +362,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short run; accuracy not representative")
     ap.add_argument("--fresh", action="store_true", help="delete --workdir and start over")
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "demo")
-    ap.add_argument("--table", type=Path, default=ROOT / "examples" / "data" / "cars.csv")
-    ap.add_argument("--prepare-config", type=Path, default=ROOT / "configs" / "prepare_cars.yaml")
+    ap.add_argument("--table", type=Path, default=SAMPLE_TABLE, help="the table to distill on")
+    ap.add_argument(
+        "--prepare-config",
+        type=Path,
+        default=None,
+        help="prepare YAML; its table: section is also how the graph reads the table "
+        "(default: configs/prepare_cars.yaml for the sample, else the prepare defaults)",
+    )
     ap.add_argument("--distill-config", type=Path, default=ROOT / "configs" / "default.yaml")
     ap.add_argument("--max-examples", type=int, default=None, help="evaluate a test subset")
     ap.add_argument("--skip-graph", action="store_true", help="stop after the evaluation")
     args = ap.parse_args(argv)
+    args.table = args.table.resolve()  # the manifest records it; reuse compares it
+    if args.prepare_config is None and args.table == SAMPLE_TABLE.resolve():
+        args.prepare_config = SAMPLE_PREPARE_CONFIG
+    if args.prepare_config is not None:
+        args.prepare_config = args.prepare_config.resolve()
 
     from data_loaders.errors import InputError
     from data_loaders.io import atomic_write_json
+    from distillation.history import HISTORY_FILE
+    from distillation.trainer import STUDENT_DIR
+    from graphs.graph import load_graph_tables
 
     w = args.workdir.resolve()
     if args.fresh and w.exists():
@@ -295,47 +398,56 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         console.print("[yellow]--quick: few pairs and steps; accuracy is not representative.")
     seconds: dict[str, float | None] = {}
+    commands: dict[str, list[str]] = {}  # stage → the root-CLI argv that reruns it alone
+    student, memory = run / STUDENT_DIR, w / "memory.sqlite"
     t_start = time.perf_counter()
     try:
-        seconds["prepare"] = stage_prepare(args, data)
-        seconds["distill"] = stage_distill(args, data, run)
+        seconds["prepare"] = stage_prepare(args, data, commands)
+        seconds["distill"] = stage_distill(args, data, run, commands)
         t0 = time.perf_counter()
-        report = stage_evaluate(args, data, run, undistilled, eval_dir)
+        report, teacher = stage_evaluate(args, data, run, undistilled, eval_dir, commands)
         seconds["evaluate"] = time.perf_counter() - t0
         print_headline(report)
+        (table,) = load_graph_tables([args.table], args.prepare_config)
+        commands["ask"] = ask_argv(args, example_questions(table)[0], student, memory)
         graph_out: dict = {"queries": [], "routing": None}
         if not args.skip_graph:
             t0 = time.perf_counter()
-            graph_out = stage_graph(args, run, w / "memory.sqlite", data)
+            graph_out = stage_graph(args, student, memory, data, table, commands["ask"])
             seconds["graph"] = time.perf_counter() - t0
     except InputError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
     seconds["total"] = time.perf_counter() - t_start  # the whole run, model loading included
+    commands["chat"] = [
+        "chat",
+        *("--model", str(student), "--data", str(args.table)),
+        *option("--table-config", args.prepare_config),
+    ]
     atomic_write_json(
         w / "pipeline.json",
         {
             "quick": args.quick,
+            "table": str(args.table),
             "seconds": seconds,
             "report": str(eval_dir / "report.json"),
+            "commands": {k: shlex.join(["distillgraph", *v]) for k, v in commands.items()},
             **graph_out,
         },
     )
     console.rule("[bold]5. Where everything is")
-    student = run / "student"
     for name, path in [
         ("dataset", data),
         ("student", student),
-        ("teacher", run / "teacher_adapted"),
-        ("history", run / "training_history.jsonl"),
+        ("teacher", teacher),
+        ("history", run / HISTORY_FILE),
         ("report", eval_dir / "report.md"),
         ("summary", w / "pipeline.json"),
     ]:
-        console.print(f"{name:<12} {path}")
-    console.print(f"\nChat with the student:  distillgraph chat --model {student}")
-    console.print(
-        f'Ask from the shell:     distillgraph ask "Summarize ford pinto." --model {student}'
-    )
+        console.print(f"{name:<12} {path}", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    show_command("Chat with the student:  ", commands["chat"])
+    show_command("Ask from the shell:     ", commands["ask"])
     return 0
 
 
