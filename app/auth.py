@@ -25,10 +25,9 @@ import secrets
 import sys
 from pathlib import Path
 
+from app.config import ENV_USERS, ENV_USERS_FILE
 from data_loaders.errors import InputError
 
-ENV_USERS = "DISTILLGRAPH_AUTH_USERS"
-ENV_USERS_FILE = "DISTILLGRAPH_AUTH_USERS_FILE"
 LOCAL_USER = "local"
 PBKDF2_ITERATIONS = 600_000
 

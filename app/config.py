@@ -4,10 +4,11 @@
 environment variables; starting Chainlit by hand with the same variables gives the same app.
 
 =================================  ==============================================================
-``DISTILLGRAPH_MODEL``             student model directory (default: ``runs/demo/distill/student``
-                                   when it exists, else the embedded SmolLM2 teacher)
+``DISTILLGRAPH_MODEL``             student model directory (default: the demo student
+                                   `graphs.config.DEFAULT_STUDENT_DIR` when it exists, else the
+                                   embedded SmolLM2 teacher)
 ``DISTILLGRAPH_TABLES``            tables to answer about, separated by ``os.pathsep``
-                                   (default: ``examples/data/cars.csv`` when it exists)
+                                   (default: `graphs.config.DEFAULT_TABLES` when they exist)
 ``DISTILLGRAPH_GRAPH_CONFIG``      graph YAML (``configs/graph.yaml`` format); optional
 ``DISTILLGRAPH_TABLE_CONFIG``      YAML whose ``table:`` section has aliases/units; optional
 ``DISTILLGRAPH_CHAT_DIR``          state directory: history DB, graph memory, uploads
@@ -16,6 +17,9 @@ environment variables; starting Chainlit by hand with the same variables gives t
                                    (default ``sqlite+aiosqlite:///<chat dir>/history.db``)
 ``DISTILLGRAPH_AUTH_USERS[_FILE]`` password users, see `app.auth`
 =================================  ==============================================================
+
+The first four are shared with the graph and named in `graphs.config`; the app's own are named
+here (`app.auth` reads its two from here too).
 """
 
 from __future__ import annotations
@@ -25,17 +29,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_loaders.errors import InputError
+from graphs.config import (
+    DEFAULT_STUDENT_DIR,
+    DEFAULT_TABLE_CONFIG,
+    DEFAULT_TABLES,
+    ENV_GRAPH_CONFIG,
+    ENV_MODEL,
+    ENV_TABLE_CONFIG,
+    ENV_TABLES,
+    env_tables,
+)
 
-ENV_MODEL = "DISTILLGRAPH_MODEL"
-ENV_TABLES = "DISTILLGRAPH_TABLES"
-ENV_GRAPH_CONFIG = "DISTILLGRAPH_GRAPH_CONFIG"
-ENV_TABLE_CONFIG = "DISTILLGRAPH_TABLE_CONFIG"
 ENV_CHAT_DIR = "DISTILLGRAPH_CHAT_DIR"
 ENV_DATABASE_URL = "DISTILLGRAPH_DATABASE_URL"
+ENV_USERS = "DISTILLGRAPH_AUTH_USERS"
+ENV_USERS_FILE = "DISTILLGRAPH_AUTH_USERS_FILE"
 
-DEFAULT_STUDENT_DIR = Path("runs/demo/distill/student")
-DEFAULT_TABLE = Path("examples/data/cars.csv")
-DEFAULT_TABLE_CONFIG = Path("configs/prepare_cars.yaml")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,7 +71,9 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite+aiosqlite:///{Path(path).resolve()}"
 
 
-def _first_existing(*candidates: Path) -> Path | None:
+def _in_repo(path: str) -> Path | None:
+    """`path` resolved from the working directory, else from the repository; None if absent."""
+    candidates = (Path(path), REPO_ROOT / path)
     return next((p.resolve() for p in candidates if p.exists()), None)
 
 
@@ -93,16 +104,17 @@ class ChatSettings:
         env = os.environ if environ is None else environ
         model = env.get(ENV_MODEL) or None
         if model is None:
-            found = _first_existing(DEFAULT_STUDENT_DIR, REPO_ROOT / DEFAULT_STUDENT_DIR)
+            found = _in_repo(DEFAULT_STUDENT_DIR)
             model = str(found) if found else None
         if model is not None and not Path(model).is_dir():
             raise InputError(f"{ENV_MODEL}={model}: not a model directory; pass --model DIR")
-        tables = tuple(t for t in env.get(ENV_TABLES, "").split(os.pathsep) if t.strip())
-        if not tables and (found := _first_existing(DEFAULT_TABLE, REPO_ROOT / DEFAULT_TABLE)):
-            tables = (str(found),)
+        tables = tuple(env_tables(env.get(ENV_TABLES)))
+        if not tables:
+            tables = tuple(str(p) for p in map(_in_repo, DEFAULT_TABLES) if p is not None)
         table_config = env.get(ENV_TABLE_CONFIG) or None
-        if table_config is None and tables and Path(tables[0]).name == DEFAULT_TABLE.name:
-            found = _first_existing(DEFAULT_TABLE_CONFIG, REPO_ROOT / DEFAULT_TABLE_CONFIG)
+        default_names = {Path(t).name for t in DEFAULT_TABLES}
+        if table_config is None and tables and Path(tables[0]).name in default_names:
+            found = _in_repo(DEFAULT_TABLE_CONFIG)
             table_config = str(found) if found else None
         return cls(
             model=model,

@@ -34,7 +34,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from data_loaders.errors import InputError
-from graphs.config import ModelConfig
+from graphs.config import DEFAULT_STUDENT_DIR, ModelConfig
 from graphs.prompts import CUT_NOTE
 
 
@@ -390,7 +390,7 @@ def load_local_model(
     if not (path / "config.json").is_file():
         raise InputError(
             f"{path}: not a model directory (no config.json); pass a student checkpoint dir "
-            "such as runs/demo/distill/student"
+            f"such as {DEFAULT_STUDENT_DIR}"
         )
     try:
         from distillation.models import load_model_and_tokenizer

@@ -3,16 +3,34 @@
 `GraphConfig` is validated from ``configs/graph.yaml`` (or any YAML) with
 ``load_config(GraphConfig, path, overrides)``; unknown keys are refused. The settings are plain
 data: `graphs.graph.build_graph` turns them into loaded models, tables and a compiled graph.
+
+The environment variables a server-built graph (`graphs.graph.make_graph`) and the chat app
+(`app.config`) both read are named here, once, with the demo's defaults:
+
+=================================  ==============================================================
+``DISTILLGRAPH_MODEL``             student model directory (default `DEFAULT_STUDENT_DIR` when
+                                   it was trained, else the embedded teacher)
+``DISTILLGRAPH_TABLES``            tables, separated by ``os.pathsep`` (default `DEFAULT_TABLES`)
+``DISTILLGRAPH_GRAPH_CONFIG``      graph YAML (``configs/graph.yaml`` format); optional
+``DISTILLGRAPH_TABLE_CONFIG``      YAML whose ``table:`` section has aliases/units (default
+                                   `DEFAULT_TABLE_CONFIG` with the default tables)
+=================================  ==============================================================
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from data_loaders.config_loader import StrictModel, load_config
+
+ENV_MODEL = "DISTILLGRAPH_MODEL"
+ENV_TABLES = "DISTILLGRAPH_TABLES"
+ENV_GRAPH_CONFIG = "DISTILLGRAPH_GRAPH_CONFIG"
+ENV_TABLE_CONFIG = "DISTILLGRAPH_TABLE_CONFIG"
 
 DEFAULT_STUDENT_DIR = "runs/demo/distill/student"
 DEFAULT_TABLES = ("examples/data/cars.csv",)
@@ -143,6 +161,11 @@ class GraphConfig(StrictModel):
         if any(not s.strip() for s in v):
             raise ValueError("table paths must not be empty strings")
         return v
+
+
+def env_tables(value: str | None) -> list[str]:
+    """The table sources in a ``DISTILLGRAPH_TABLES`` value (``os.pathsep``-separated)."""
+    return [t for t in (value or "").split(os.pathsep) if t.strip()]
 
 
 def load_graph_config(

@@ -4,8 +4,9 @@
 tables, the retriever) and returns a compiled LangGraph graph with ``invoke``/``stream``/
 ``ainvoke``/``astream``. `AgenticWorkflow` wraps it for one-line use. For ``langgraph dev``,
 ``langgraph.json`` names this module's ``graph``: it is built on first access from the
-environment (``DISTILLGRAPH_MODEL``, ``DISTILLGRAPH_TABLES``, ``DISTILLGRAPH_CONFIG``), so
-importing the module loads no model; `make_graph` is the same as a factory.
+environment (``DISTILLGRAPH_MODEL``, ``DISTILLGRAPH_TABLES``, ``DISTILLGRAPH_GRAPH_CONFIG``,
+``DISTILLGRAPH_TABLE_CONFIG``; see `graphs.config`), so importing the module loads no model;
+`make_graph` is the same as a factory.
 
 Tracing: LangSmith traces every node and model call when its standard environment variables
 are set (``LANGSMITH_TRACING=true``, ``LANGSMITH_API_KEY``, ``LANGSMITH_PROJECT``); nothing
@@ -34,8 +35,13 @@ from graphs.config import (
     DEFAULT_STUDENT_DIR,
     DEFAULT_TABLE_CONFIG,
     DEFAULT_TABLES,
+    ENV_GRAPH_CONFIG,
+    ENV_MODEL,
+    ENV_TABLE_CONFIG,
+    ENV_TABLES,
     GraphConfig,
     ModelConfig,
+    env_tables,
     load_graph_config,
 )
 from graphs.memory import open_checkpointer
@@ -47,7 +53,7 @@ GRAPH_NAME = "distillgraph"
 
 
 def default_model_dir() -> str:
-    """The demo's student if it was trained (``runs/demo/distill/student``), else the teacher."""
+    """The demo's student if it was trained (`DEFAULT_STUDENT_DIR`), else the embedded teacher."""
     if (Path(DEFAULT_STUDENT_DIR) / "config.json").is_file():
         return DEFAULT_STUDENT_DIR
     from distillation.embedded import embedded_teacher_dir
@@ -179,16 +185,17 @@ def make_graph(config: RunnableConfig | None = None) -> CompiledStateGraph:
     """The graph for ``langgraph dev``/servers, built from the environment, without memory.
 
     ``DISTILLGRAPH_MODEL`` (model dir; default `default_model_dir`), ``DISTILLGRAPH_TABLES``
-    (paths separated by ``os.pathsep``; default the cars sample) and ``DISTILLGRAPH_CONFIG``
-    (a graph YAML). The server supplies the checkpointer.
+    (paths separated by ``os.pathsep``; default `DEFAULT_TABLES`), ``DISTILLGRAPH_GRAPH_CONFIG``
+    (a graph YAML) and ``DISTILLGRAPH_TABLE_CONFIG`` (the prepare YAML, replacing the graph
+    YAML's ``table_config``). The server supplies the checkpointer.
     """
-    cfg = with_defaults(load_graph_config(os.environ.get("DISTILLGRAPH_CONFIG") or None))
-    tables_env = os.environ.get("DISTILLGRAPH_TABLES")
-    tables = [t for t in tables_env.split(os.pathsep) if t] if tables_env else None
+    cfg = load_graph_config(os.environ.get(ENV_GRAPH_CONFIG) or None)
+    if table_config := os.environ.get(ENV_TABLE_CONFIG):
+        cfg = cfg.model_copy(update={"table_config": table_config})
     return build_graph(
-        model=os.environ.get("DISTILLGRAPH_MODEL") or None,
-        tables=tables,
-        config=cfg,
+        model=os.environ.get(ENV_MODEL) or None,
+        tables=env_tables(os.environ.get(ENV_TABLES)) or None,
+        config=with_defaults(cfg),
         checkpointer=False,
     )
 

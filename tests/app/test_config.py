@@ -35,3 +35,16 @@ def test_environment_overrides(tmp_path):
 def test_history_outlives_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert default_chat_dir() == tmp_path / "distillgraph" / "chat"
+
+
+def test_app_reads_the_graphs_variables(tmp_path):
+    from graphs.config import ENV_GRAPH_CONFIG, ENV_TABLE_CONFIG, ENV_TABLES
+
+    env = {
+        ENV_TABLES: "a.csv",
+        ENV_GRAPH_CONFIG: "graph.yaml",
+        ENV_TABLE_CONFIG: "prepare.yaml",
+        "DISTILLGRAPH_CHAT_DIR": str(tmp_path),
+    }
+    s = ChatSettings.from_env(env)
+    assert (s.tables, s.graph_config, s.table_config) == (("a.csv",), "graph.yaml", "prepare.yaml")
