@@ -4,6 +4,13 @@
 ``load_config(GraphConfig, path, overrides)``; unknown keys are refused. The settings are plain
 data: `graphs.graph.build_graph` turns them into loaded models, tables and a compiled graph.
 
+Per call, ``config["configurable"]`` may change the settings the nodes read at every turn
+(`PER_CALL_KEYS`: ``max_input_chars``, ``retrieval``, ``validation``), in the YAML's shape and
+validated the same way, e.g. ``{"configurable": {"thread_id": "t", "retrieval": {"max_rows":
+16}}}``; `GraphConfig.for_call` applies them, as react-agent's
+``Configuration.from_runnable_config`` does. The models and tables are loaded once, when the
+graph is built, so their keys are refused there.
+
 The environment variables a server-built graph (`graphs.graph.make_graph`) and the chat app
 (`app.config`) both read are named here, once, with the demo's defaults:
 
@@ -20,17 +27,22 @@ The environment variables a server-built graph (`graphs.graph.make_graph`) and t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from data_loaders.config_loader import StrictModel, load_config
+from data_loaders.config_loader import StrictModel, deep_merge, load_config, validate_config
+from data_loaders.errors import InputError
 
 ENV_MODEL = "DISTILLGRAPH_MODEL"
 ENV_TABLES = "DISTILLGRAPH_TABLES"
 ENV_GRAPH_CONFIG = "DISTILLGRAPH_GRAPH_CONFIG"
 ENV_TABLE_CONFIG = "DISTILLGRAPH_TABLE_CONFIG"
+
+# GraphConfig keys one call may set in ``config["configurable"]`` (`GraphConfig.for_call`).
+PER_CALL_KEYS = ("max_input_chars", "retrieval", "validation")
 
 DEFAULT_STUDENT_DIR = "runs/demo/distill/student"
 DEFAULT_TABLES = ("examples/data/cars.csv",)
@@ -161,6 +173,32 @@ class GraphConfig(StrictModel):
         if any(not s.strip() for s in v):
             raise ValueError("table paths must not be empty strings")
         return v
+
+    def merged(self, update: Mapping[str, Any], source: str) -> GraphConfig:
+        """These settings updated (recursively) with `update`, validated; `source` names it."""
+        return validate_config(GraphConfig, deep_merge(self.model_dump(), dict(update)), source)
+
+    def for_call(self, config: Mapping[str, Any] | None) -> GraphConfig:
+        """These settings with one call's ``config["configurable"]`` applied.
+
+        Args:
+            config: The run config LangGraph hands a node. Its `PER_CALL_KEYS` replace the
+                build-time values for this call only; LangGraph's own keys (``thread_id``, ...)
+                are ignored.
+
+        Raises:
+            InputError: A value is out of range, or a key is fixed when the graph is built
+                (``student``, ``tables``, ...).
+        """
+        configurable = (config or {}).get("configurable") or {}
+        fixed = sorted(configurable.keys() & GraphConfig.model_fields.keys() - set(PER_CALL_KEYS))
+        if fixed:
+            raise InputError(
+                f"config['configurable']: {', '.join(fixed)} cannot change per call (set when "
+                f"the graph is built); per-call keys: {', '.join(PER_CALL_KEYS)}"
+            )
+        update = {k: configurable[k] for k in PER_CALL_KEYS if k in configurable}
+        return self.merged(update, "config['configurable']") if update else self
 
 
 def env_tables(value: str | None) -> list[str]:

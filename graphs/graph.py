@@ -27,7 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from data_loaders.config import TableConfig
-from data_loaders.config_loader import deep_merge, load_config, parse_overrides, validate_config
+from data_loaders.config_loader import load_config, parse_overrides
 from data_loaders.errors import InputError
 from data_loaders.table import Table
 from graphs.chat_model import build_chat_model
@@ -47,7 +47,7 @@ from graphs.config import (
 from graphs.memory import open_checkpointer
 from graphs.nodes import Nodes
 from graphs.retrieval import Retriever
-from graphs.state import ROUTES, State
+from graphs.state import ROUTES, InputState, State
 
 GRAPH_NAME = "distillgraph"
 
@@ -131,15 +131,14 @@ def build_graph(
         overrides: ``key=value`` settings applied on top of `config`.
 
     Returns:
-        The compiled graph. Invoke with ``{"messages": [("user", "...")]}`` and
-        ``{"configurable": {"thread_id": "..."}}``; the reply is the last message and
-        ``answer``; ``answered_by`` says whether the student was enough.
+        The compiled graph. Its input is `InputState`: invoke with
+        ``{"messages": [("user", "...")]}`` (other keys are ignored) and
+        ``{"configurable": {"thread_id": "..."}}``, plus any per-call settings
+        (`graphs.config.PER_CALL_KEYS`, e.g. ``"retrieval": {"max_rows": 16}``). The reply is
+        the last message and ``answer``; ``answered_by`` says whether the student was enough.
     """
     if isinstance(config, GraphConfig):
-        cfg = config
-        if overrides:
-            merged = deep_merge(config.model_dump(), parse_overrides(overrides))
-            cfg = validate_config(GraphConfig, merged, "overrides")
+        cfg = config.merged(parse_overrides(overrides), "overrides") if overrides else config
     else:
         cfg = load_graph_config(config, overrides)
     loaded = load_graph_tables(list(tables) if tables is not None else cfg.tables, cfg.table_config)
@@ -165,7 +164,7 @@ def build_graph(
         fallback_factory=fb_factory,
         fallback_name=fb_name,
     )
-    builder = StateGraph(State)
+    builder = StateGraph(State, input_schema=InputState)
     for name, fn in nodes.node_functions().items():
         builder.add_node(name, fn)
     builder.add_edge(START, "process_input")
@@ -188,6 +187,9 @@ def make_graph(config: RunnableConfig | None = None) -> CompiledStateGraph:
     (paths separated by ``os.pathsep``; default `DEFAULT_TABLES`), ``DISTILLGRAPH_GRAPH_CONFIG``
     (a graph YAML) and ``DISTILLGRAPH_TABLE_CONFIG`` (the prepare YAML, replacing the graph
     YAML's ``table_config``). The server supplies the checkpointer.
+
+    Args:
+        config: The server's run config; unused (per-call settings are read at each call).
     """
     cfg = load_graph_config(os.environ.get(ENV_GRAPH_CONFIG) or None)
     if table_config := os.environ.get(ENV_TABLE_CONFIG):

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 
 from data_loaders.serialize import build_messages, build_route_messages
 from data_loaders.table import Table
@@ -65,9 +66,7 @@ def rule_route(query: str) -> Route:
 def pronoun_pattern(tables: Iterable[Table]) -> re.Pattern[str]:
     """`prompts.PRONOUN_PATTERN` with the row nouns of `tables` ("that car", "this airport")."""
     nouns = sorted({entity_noun(t) for t in tables}, key=lambda n: (-len(n), n))
-    return re.compile(
-        prompts.PRONOUN_PATTERN.format(nouns="|".join(map(re.escape, nouns))), re.I
-    )
+    return re.compile(prompts.PRONOUN_PATTERN.format(nouns="|".join(map(re.escape, nouns))), re.I)
 
 
 def route_messages(query: str) -> list[SystemMessage | HumanMessage]:
@@ -164,10 +163,13 @@ def router_accuracy(graph_or_router: Any, pairs: Iterable[Any]) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _timed(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
-    def node(state: State) -> dict:
+NodeFn = Callable[[State, RunnableConfig], dict]
+
+
+def _timed(name: str, fn: NodeFn) -> NodeFn:
+    def node(state: State, config: RunnableConfig) -> dict:
         t0 = time.perf_counter()
-        out = fn(state)
+        out = fn(state, config)
         out.setdefault("timings", {})[name] = round(time.perf_counter() - t0, 4)
         return out
 
@@ -219,16 +221,15 @@ class Nodes:
 
     # ---- input -------------------------------------------------------------------------
 
-    def process_input(self, state: State) -> dict:
+    def process_input(self, state: State, config: RunnableConfig) -> dict:
         """Read the user's message: refuse empty/overlong input; resolve follow-ups."""
+        limit = self.config.for_call(config).max_input_chars
         raw = _last_user_text(state).strip()
         out: dict[str, Any] = {**turn_defaults(), "raw_query": raw, "query": raw}
         if not raw:
             out["rejected"] = prompts.EMPTY_INPUT_REPLY
-        elif len(raw) > self.config.max_input_chars:
-            out["rejected"] = prompts.TOO_LONG_REPLY.format(
-                n=len(raw), limit=self.config.max_input_chars
-            )
+        elif len(raw) > limit:
+            out["rejected"] = prompts.TOO_LONG_REPLY.format(n=len(raw), limit=limit)
         else:
             out["query"] = self.resolve_follow_up(raw, state.get("entity"))
         return out
@@ -255,7 +256,7 @@ class Nodes:
 
     # ---- routing -----------------------------------------------------------------------
 
-    def route(self, state: State) -> dict:
+    def route(self, state: State, config: RunnableConfig) -> dict:
         """Pick the task from the user's query alone (label scores, else rules)."""
         task, source, scores = self.router.route(state["query"])
         return {"task": task, "route_source": source, "route_scores": scores}
@@ -297,7 +298,7 @@ class Nodes:
             "answered_by": "none",
         }
 
-    def _answer_checked(self, query: str, first: Retrieval, mode: str) -> dict:
+    def _answer_checked(self, query: str, first: Retrieval, mode: str, cfg: GraphConfig) -> dict:
         """Student answer → check → one wider retry → fallback → plain 'unsupported' reply."""
         summary = mode == "summary"
         index = self.retriever.index_of(first.table)
@@ -306,12 +307,12 @@ class Nodes:
         r = first
         for retry in (False, True):
             if retry:  # one retry, with a wider context, unless it would show the same rows
-                r = self.retriever.retrieve(query, wide=True, summary=summary)
+                r = self.retriever.retrieve(query, wide=True, summary=summary, config=cfg.retrieval)
                 if r.context == first.context:
                     break
             attempts += 1
             ans = self._ask(self.student, r.context, query, "student")
-            v = check_answer(ans, r, index, self.config.validation, mode=mode)
+            v = check_answer(ans, r, index, cfg.validation, mode=mode)
             tried.append((ans, r, v))
             if v["supported"]:
                 return {
@@ -325,7 +326,7 @@ class Nodes:
         if fb is not None:
             attempts += 1
             ans = self._ask(fb, r.context, query, "fallback")
-            v = check_answer(ans, r, index, self.config.validation, mode=mode)
+            v = check_answer(ans, r, index, cfg.validation, mode=mode)
             tried.append((ans, r, v))
             if v["supported"]:
                 return {
@@ -348,16 +349,17 @@ class Nodes:
             **self._retrieval_fields(r),
         }
 
-    def qa(self, state: State) -> dict:
+    def qa(self, state: State, config: RunnableConfig) -> dict:
         """Answer a question from the retrieved rows and facts, checked against the table.
 
         When no model answer is supported and the question reads as a dataset program
         (lookup, comparison, superlative, count/mean/sum over a filter), the table answers.
         """
-        r = self.retriever.retrieve(state["query"])
+        cfg = self.config.for_call(config)
+        r = self.retriever.retrieve(state["query"], config=cfg.retrieval)
         if not r.found:
             return self._not_found()
-        out = self._answer_checked(state["query"], r, "qa")
+        out = self._answer_checked(state["query"], r, "qa", cfg)
         computed = None if out["verdict"].get("supported") or r.parse is None else (
             table_answer(r.parse)
         )
@@ -366,12 +368,13 @@ class Nodes:
             _computed_by_table(out, answer, r, f"computed from the table ({program['op']})")
         return out
 
-    def summarizer(self, state: State) -> dict:
+    def summarizer(self, state: State, config: RunnableConfig) -> dict:
         """Summarize the rows or group the user names; the summary's values are checked."""
-        r = self.retriever.retrieve(state["query"], summary=True)
+        cfg = self.config.for_call(config)
+        r = self.retriever.retrieve(state["query"], summary=True, config=cfg.retrieval)
         if not r.found:
             return self._not_found()
-        out = self._answer_checked(state["query"], r, "summary")
+        out = self._answer_checked(state["query"], r, "summary", cfg)
         if out["verdict"].get("supported"):
             return out
         table_summary = self._table_summary(r)
@@ -397,13 +400,14 @@ class Nodes:
             return None
         return None
 
-    def validator(self, state: State) -> dict:
+    def validator(self, state: State, config: RunnableConfig) -> dict:
         """Check the user's claim: a table lookup when parseable, else the model (labelled)."""
+        cfg = self.config.for_call(config)
         query = state["query"]
-        r = self.retriever.retrieve(query)
+        r = self.retriever.retrieve(query, config=cfg.retrieval)
         if not r.found:
             return self._not_found()
-        claim = check_claim(r.parse, self.config.validation) if r.parse else None
+        claim = check_claim(r.parse, cfg.validation) if r.parse else None
         if claim is not None:
             return {
                 "answer": claim.answer,
@@ -429,7 +433,7 @@ class Nodes:
 
     # ---- output ------------------------------------------------------------------------
 
-    def finalize(self, state: State) -> dict:
+    def finalize(self, state: State, config: RunnableConfig) -> dict:
         """Write the reply as the assistant message of this turn."""
         answer = state.get("rejected") or state.get("answer") or prompts.EMPTY_INPUT_REPLY
         meta = {
@@ -439,8 +443,12 @@ class Nodes:
         }
         return {"answer": answer, "messages": [AIMessage(content=answer, response_metadata=meta)]}
 
-    def node_functions(self) -> dict[str, Callable[[State], dict]]:
-        """Name → timed node function, in graph order."""
+    def node_functions(self) -> dict[str, NodeFn]:
+        """Name → timed node function ``(state, config)``, in graph order.
+
+        Every node receives the run config; those that read settings take this call's
+        (`GraphConfig.for_call`), so ``configurable`` can change them per call.
+        """
         names: Sequence[str] = (
             "process_input",
             "route",

@@ -402,7 +402,7 @@ class Retriever:
         model.index(tokens, show_progress=False)
         return model
 
-    def _bm25_rows(self, ti: int, query: str, k: int) -> list[int]:
+    def _bm25_rows(self, ti: int, query: str, k: int, min_score: float) -> list[int]:
         import bm25s
 
         q = bm25s.tokenize(query, stopwords="en", return_ids=False, show_progress=False)[0]
@@ -410,7 +410,7 @@ class Retriever:
             return []
         scores = self._bm25[ti].get_scores(q)  # (n_rows,)
         order = np.argsort(-scores, kind="stable")[:k]
-        return [int(i) for i in order if scores[i] > self.config.bm25_min_score]
+        return [int(i) for i in order if scores[i] > min_score]
 
     def index_of(self, table: Table) -> NameIndex:
         """The name index of one of the retriever's tables (by identity)."""
@@ -421,28 +421,38 @@ class Retriever:
         return [parse_query(query, ix) for ix in self.indexes]
 
     def retrieve(
-        self, query: str, *, max_rows: int | None = None, wide: bool = False, summary: bool = False
+        self,
+        query: str,
+        *,
+        wide: bool = False,
+        summary: bool = False,
+        config: RetrievalConfig | None = None,
     ) -> Retrieval:
         """Build the context for one query.
 
         Args:
             query: The user's question (already resolved against the previous turn).
-            max_rows: Row cap (``config.max_rows`` by default; ``config.wider_rows`` if `wide`).
-            wide: The retry after a failed check: more rows, BM25 neighbours added.
+            wide: The retry after a failed check: ``wider_rows`` rows instead of ``max_rows``,
+                BM25 neighbours added.
             summary: A summary request: a group's facts cover two numeric columns even when
                 the query names none.
+            config: This call's caps (a graph call's ``configurable``); the retriever's own
+                by default.
         """
-        cfg = self.config
-        cap = max_rows or (cfg.wider_rows if wide else cfg.max_rows)
+        cfg = config or self.config
+        cap = cfg.wider_rows if wide else cfg.max_rows
         parses = self.parse(query)
         best = max(range(len(parses)), key=lambda i: parses[i].score)
         if parses[best].score == 0:  # nothing named: rank by BM25 across tables
-            hits = [(self._bm25_rows(i, query, cap), i) for i in range(len(self.tables))]
+            hits = [
+                (self._bm25_rows(i, query, cap, cfg.bm25_min_score), i)
+                for i in range(len(self.tables))
+            ]
             hits = [(r, i) for r, i in hits if r]
             if not hits:
                 return Retrieval(None, [], [], "", parses[best], "none")
             rows, best = hits[0]
-            return self._assemble(parses[best], rows[:cap], [], "bm25")
+            return self._assemble(parses[best], rows[:cap], [], "bm25", cfg.max_chars)
         p = parses[best]
         table = p.table
         facts: list[str] = []
@@ -464,8 +474,9 @@ class Retriever:
                 else:
                     rows += self._group_sample(p, group, max(1, cap // 2), rows)
         if wide or (how == "group" and not rows and not facts):
-            rows += [r for r in self._bm25_rows(best, query, cap) if r not in rows]
-        out = self._assemble(p, rows[:cap], facts, how)
+            bm25 = self._bm25_rows(best, query, cap, cfg.bm25_min_score)
+            rows += [r for r in bm25 if r not in rows]
+        out = self._assemble(p, rows[:cap], facts, how, cfg.max_chars)
         out.support = hidden + out.facts
         return out
 
@@ -482,10 +493,13 @@ class Retriever:
             picked = [int(i) for i in group[:n]]
         return [r for r in picked if r not in first]
 
-    def _assemble(self, p: QueryParse, rows: list[int], facts: list[str], how: str) -> Retrieval:
-        """Rows (in priority order until the character cap, then sorted by id), then facts."""
+    @staticmethod
+    def _assemble(
+        p: QueryParse, rows: list[int], facts: list[str], how: str, max_chars: int
+    ) -> Retrieval:
+        """Rows (in priority order until `max_chars`, then sorted by id), then facts."""
         table = p.table
-        budget = self.config.max_chars
+        budget = max_chars
         shown_facts: list[str] = []
         for f in facts:  # facts first claim the budget: they carry the aggregates
             if sum(len(x) + 1 for x in shown_facts) + len(f) + 1 > budget // 2:

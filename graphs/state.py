@@ -1,17 +1,18 @@
 """The agent graph's state: one conversation turn's working data plus the message history.
 
-Only ``messages`` accumulates across turns (through `add_messages`); every other key is reset by
-the ``process_input`` node at the start of a turn, except ``entity``, which keeps the previous
-turn's entity so a follow-up ("and its <column>?") can resolve against it. The checkpointer
-stores the whole state per ``thread_id``.
+A call passes only `InputState` (``messages``). Only ``messages`` accumulates across turns
+(through `add_messages`); every other key is reset by the ``process_input`` node at the start
+of a turn, except ``entity``, which keeps the previous turn's entity so a follow-up ("and its
+<column>?") can resolve against it. The checkpointer stores the whole state per ``thread_id``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict  # pydantic (LangGraph's schemas) needs it on Python < 3.12
 
 Route = Literal["qa", "summarizer", "validator"]
 ROUTES: tuple[Route, ...] = ("qa", "summarizer", "validator")
@@ -35,10 +36,15 @@ class Verdict(TypedDict, total=False):
     checked_by: str  # "table" (deterministic) or "model" (the validator asked the model)
 
 
-class State(TypedDict, total=False):
-    """The graph state (all keys optional so a turn can start from just ``messages``)."""
+class InputState(TypedDict):
+    """What a caller passes in: the new messages. Other keys are the graph's own and ignored."""
 
     messages: Annotated[list[AnyMessage], add_messages]
+
+
+class State(InputState, total=False):
+    """The graph state: the messages plus this turn's working data (all set by the nodes)."""
+
     query: str  # this turn's user text (after follow-up resolution)
     raw_query: str  # this turn's user text as typed
     rejected: str | None  # reason the input was refused (empty, too long); skips the tasks

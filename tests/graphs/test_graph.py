@@ -10,6 +10,7 @@ from langchain_core.language_models.fake_chat_models import (
     GenericFakeChatModel,
 )
 
+from data_loaders.errors import InputError
 from graphs import build_graph
 from graphs.config import GraphConfig, load_graph_config
 
@@ -49,6 +50,44 @@ def test_mermaid_has_exactly_the_nodes_and_edges(cars):
         ("validator", "finalize"),
         ("finalize", "__end__"),
     }
+
+
+def test_input_schema_is_the_messages_only(airports):
+    g = build_graph(FakeListChatModel(responses=["x"]), [airports])
+    assert set(g.get_input_jsonschema()["properties"]) == {"messages"}
+    # A key outside the input schema is ignored, as LangGraph ignores it: a caller cannot
+    # plant the previous turn's entity (or an answer) in a fresh thread.
+    s = g.invoke(
+        {"messages": [("user", "and its latitude?")], "entity": "Thigpen", "answer": "planted"},
+        _cfg("fresh"),
+    )
+    assert s["query"] == "and its latitude?" and s["answer"] != "planted"
+    assert s.get("entity") is None
+
+
+def test_configurable_settings_apply_to_one_call_only(cars):
+    g = build_graph(FakeListChatModel(responses=["130 hp"]), [cars])
+    question = "What is the horsepower of chevrolet chevelle malibu?"
+    short = {"configurable": {"thread_id": "c", "max_input_chars": 20}}
+    s = g.invoke({"messages": [("user", question)]}, short)
+    assert "the limit is 20" in s["answer"] and s["task"] is None
+    s = _ask(g, question, "c")  # the next call has the build-time limit again
+    assert s["answer"] == "130 hp" and s["answered_by"] == "student"
+    group = "How many cars have origin Europe?"
+    few = {"configurable": {"thread_id": "g", "retrieval": {"max_rows": 2, "wider_rows": 2}}}
+    assert len(g.invoke({"messages": [("user", group)]}, few)["row_ids"]) <= 2
+    assert len(_ask(g, group, "g")["row_ids"]) > 2
+
+
+def test_configurable_refuses_build_time_and_bad_settings(cars):
+    g = build_graph(FakeListChatModel(responses=["x"]), [cars])
+    for extra, says in (
+        ({"tables": ["other.csv"]}, "tables cannot change per call"),
+        ({"retrieval": {"max_rows": 0}}, "retrieval.max_rows"),
+        ({"validation": {"rel_tol": 1, "typo": 1}}, "unknown key 'validation.typo'"),
+    ):
+        with pytest.raises(InputError, match=re.escape(says)):
+            g.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "t"} | extra})
 
 
 def test_qa_answer_checked_and_recorded(cars):
