@@ -37,8 +37,25 @@ from graphs.config import (
     ENV_MODEL,
     ENV_TABLE_CONFIG,
     ENV_TABLES,
-    env_tables,
+    EnvSettings,
 )
+
+# The shared names are re-exported: `app.cli` writes every variable the app reads.
+__all__ = [
+    "ENV_CHAT_DIR",
+    "ENV_DATABASE_URL",
+    "ENV_GRAPH_CONFIG",
+    "ENV_MODEL",
+    "ENV_TABLES",
+    "ENV_TABLE_CONFIG",
+    "ENV_USERS",
+    "ENV_USERS_FILE",
+    "ChatSettings",
+    "chat_dir_from_env",
+    "database_url_from_env",
+    "default_chat_dir",
+    "sqlite_url",
+]
 
 ENV_CHAT_DIR = "DISTILLGRAPH_CHAT_DIR"
 ENV_DATABASE_URL = "DISTILLGRAPH_DATABASE_URL"
@@ -102,16 +119,17 @@ class ChatSettings:
     def from_env(cls, environ: dict[str, str] | None = None) -> ChatSettings:
         """Read the ``DISTILLGRAPH_*`` variables, filling in the defaults."""
         env = os.environ if environ is None else environ
-        model = env.get(ENV_MODEL) or None
+        shared = EnvSettings.from_env(env)
+        model = shared.model
         if model is None:
             found = _in_repo(DEFAULT_STUDENT_DIR)
             model = str(found) if found else None
         if model is not None and not Path(model).is_dir():
             raise InputError(f"{ENV_MODEL}={model}: not a model directory; pass --model DIR")
-        tables = tuple(env_tables(env.get(ENV_TABLES)))
+        tables = shared.tables
         if not tables:
             tables = tuple(str(p) for p in map(_in_repo, DEFAULT_TABLES) if p is not None)
-        table_config = env.get(ENV_TABLE_CONFIG) or None
+        table_config = shared.table_config
         default_names = {Path(t).name for t in DEFAULT_TABLES}
         if table_config is None and tables and Path(tables[0]).name in default_names:
             found = _in_repo(DEFAULT_TABLE_CONFIG)
@@ -119,7 +137,7 @@ class ChatSettings:
         return cls(
             model=model,
             tables=tables,
-            graph_config=env.get(ENV_GRAPH_CONFIG) or None,
+            graph_config=shared.graph_config,
             table_config=table_config,
             chat_dir=chat_dir_from_env(env),
             database_url=database_url_from_env(env),

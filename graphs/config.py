@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -201,9 +202,26 @@ class GraphConfig(StrictModel):
         return self.merged(update, "config['configurable']") if update else self
 
 
-def env_tables(value: str | None) -> list[str]:
-    """The table sources in a ``DISTILLGRAPH_TABLES`` value (``os.pathsep``-separated)."""
-    return [t for t in (value or "").split(os.pathsep) if t.strip()]
+@dataclass(frozen=True)
+class EnvSettings:
+    """The shared ``DISTILLGRAPH_*`` variables as set; each reader fills in its own defaults."""
+
+    model: str | None  # DISTILLGRAPH_MODEL
+    tables: tuple[str, ...]  # DISTILLGRAPH_TABLES, split on os.pathsep, blanks dropped
+    graph_config: str | None  # DISTILLGRAPH_GRAPH_CONFIG
+    table_config: str | None  # DISTILLGRAPH_TABLE_CONFIG
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EnvSettings:
+        """Read the variables from `environ` (``os.environ`` by default); empty = unset."""
+        env = os.environ if environ is None else environ
+        tables = (env.get(ENV_TABLES) or "").split(os.pathsep)
+        return cls(
+            model=env.get(ENV_MODEL) or None,
+            tables=tuple(t for t in tables if t.strip()),
+            graph_config=env.get(ENV_GRAPH_CONFIG) or None,
+            table_config=env.get(ENV_TABLE_CONFIG) or None,
+        )
 
 
 def load_graph_config(

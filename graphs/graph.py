@@ -15,7 +15,6 @@ here needs configuring.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,13 +34,9 @@ from graphs.config import (
     DEFAULT_STUDENT_DIR,
     DEFAULT_TABLE_CONFIG,
     DEFAULT_TABLES,
-    ENV_GRAPH_CONFIG,
-    ENV_MODEL,
-    ENV_TABLE_CONFIG,
-    ENV_TABLES,
+    EnvSettings,
     GraphConfig,
     ModelConfig,
-    env_tables,
     load_graph_config,
 )
 from graphs.memory import open_checkpointer
@@ -191,12 +186,13 @@ def make_graph(config: RunnableConfig | None = None) -> CompiledStateGraph:
     Args:
         config: The server's run config; unused (per-call settings are read at each call).
     """
-    cfg = load_graph_config(os.environ.get(ENV_GRAPH_CONFIG) or None)
-    if table_config := os.environ.get(ENV_TABLE_CONFIG):
-        cfg = cfg.model_copy(update={"table_config": table_config})
+    env = EnvSettings.from_env()
+    cfg = load_graph_config(env.graph_config)
+    if env.table_config:
+        cfg = cfg.model_copy(update={"table_config": env.table_config})
     return build_graph(
-        model=os.environ.get(ENV_MODEL) or None,
-        tables=env_tables(os.environ.get(ENV_TABLES)) or None,
+        model=env.model,
+        tables=list(env.tables) or None,
         config=with_defaults(cfg),
         checkpointer=False,
     )

@@ -13,15 +13,21 @@ from graphs.config import (
     ENV_TABLE_CONFIG,
     ENV_TABLES,
     PER_CALL_KEYS,
+    EnvSettings,
     GraphConfig,
-    env_tables,
 )
 from tests.graphs.conftest import AIRPORTS
 
 
-def test_env_tables_splits_on_pathsep_and_skips_blanks():
-    assert env_tables(None) == env_tables("") == []
-    assert env_tables(f"a.csv{os.pathsep} {os.pathsep}b.parquet") == ["a.csv", "b.parquet"]
+def test_env_settings_read_the_shared_variables():
+    assert EnvSettings.from_env({}) == EnvSettings(None, (), None, None)
+    env = {
+        ENV_MODEL: "",  # empty = unset
+        ENV_TABLES: f"a.csv{os.pathsep} {os.pathsep}b.parquet",
+        ENV_GRAPH_CONFIG: "graph.yaml",
+    }
+    read = EnvSettings.from_env(env)
+    assert read == EnvSettings(None, ("a.csv", "b.parquet"), "graph.yaml", None)
 
 
 def test_make_graph_reads_the_shared_variables(monkeypatch, tmp_path, tiny_model_dir):
