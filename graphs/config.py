@@ -9,7 +9,7 @@ Per call, ``config["configurable"]`` may change the settings the nodes read at e
 validated the same way, e.g. ``{"configurable": {"thread_id": "t", "retrieval": {"max_rows":
 16}}}``; `GraphConfig.for_call` applies them, as react-agent's
 ``Configuration.from_runnable_config`` does. The models and tables are loaded once, when the
-graph is built, so their keys are refused there.
+graph is built, so their keys are refused per call.
 
 The environment variables a server-built graph (`graphs.graph.make_graph`) and the chat app
 (`app.config`) both read are named here, once, with the demo's defaults:

@@ -64,7 +64,7 @@ def rule_route(query: str) -> Route:
 
 
 def pronoun_pattern(tables: Iterable[Table]) -> re.Pattern[str]:
-    """`prompts.PRONOUN_PATTERN` with the row nouns of `tables` ("that car", "this airport")."""
+    """`prompts.PRONOUN_PATTERN` with the row nouns of `tables` ("this airport", "that entry")."""
     nouns = sorted({entity_noun(t) for t in tables}, key=lambda n: (-len(n), n))
     return re.compile(prompts.PRONOUN_PATTERN.format(nouns="|".join(map(re.escape, nouns))), re.I)
 
