@@ -29,6 +29,7 @@ from data_loaders import cli as prepare_cli
 from data_loaders.errors import InputError
 from distillation import cli as distill_cli
 from graphs import cli as ask_cli
+from graphs.config import DEFAULT_STUDENT_DIR, DEFAULT_TABLES
 
 APP_DIR = Path(__file__).resolve().parent
 APP_FILE = APP_DIR / "app.py"
@@ -93,15 +94,8 @@ def chat_environment(
 ) -> dict[str, str]:
     """The environment the Chainlit process runs with (checks every option first)."""
     from app.auth import load_users
-    from app.config import (
-        ENV_CHAT_DIR,
-        ENV_DATABASE_URL,
-        ENV_GRAPH_CONFIG,
-        ENV_MODEL,
-        ENV_TABLE_CONFIG,
-        ENV_TABLES,
-        chat_dir_from_env,
-    )
+    from app.config import ENV_CHAT_DIR, ENV_DATABASE_URL, chat_dir_from_env
+    from graphs.config import ENV_GRAPH_CONFIG, ENV_MODEL, ENV_TABLE_CONFIG, ENV_TABLES
 
     env = dict(os.environ if base_env is None else base_env)
     if model is not None:
@@ -152,14 +146,15 @@ def chat(
         Path | None,
         typer.Option(
             "--model",
-            help="Student model directory (default: runs/demo/distill/student, else the "
+            help=f"Student model directory (default: {DEFAULT_STUDENT_DIR}, else the "
             "embedded teacher).",
         ),
     ] = None,
     data: Annotated[
         list[str] | None,
         typer.Option(
-            "--data", help="Table file or SQL URL (repeatable; default: the cars example)."
+            "--data",
+            help=f"Table file or SQL URL (repeatable; default: {', '.join(DEFAULT_TABLES)}).",
         ),
     ] = None,
     graph_config: Annotated[
@@ -196,7 +191,8 @@ def chat(
     """Chat with the distilled model about your tables in the browser (Chainlit UI)."""
     from rich.console import Console
 
-    from app.auth import ENV_USERS, load_users
+    from app.auth import load_users
+    from app.config import ENV_CHAT_DIR, ENV_USERS
 
     # Refuse before anything is written: the state directory, its secret, the welcome page.
     anonymous = not _is_loopback(host) and not load_users(dict(os.environ))
@@ -213,7 +209,7 @@ def chat(
         state_dir=state_dir,
         db=db,
     )
-    chat_dir = Path(env["DISTILLGRAPH_CHAT_DIR"])
+    chat_dir = Path(env[ENV_CHAT_DIR])
     prepare_app_root(chat_dir)
     console = Console(stderr=True)
     if anonymous:

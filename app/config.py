@@ -33,29 +33,9 @@ from graphs.config import (
     DEFAULT_STUDENT_DIR,
     DEFAULT_TABLE_CONFIG,
     DEFAULT_TABLES,
-    ENV_GRAPH_CONFIG,
     ENV_MODEL,
-    ENV_TABLE_CONFIG,
-    ENV_TABLES,
     EnvSettings,
 )
-
-# The shared names are re-exported: `app.cli` writes every variable the app reads.
-__all__ = [
-    "ENV_CHAT_DIR",
-    "ENV_DATABASE_URL",
-    "ENV_GRAPH_CONFIG",
-    "ENV_MODEL",
-    "ENV_TABLES",
-    "ENV_TABLE_CONFIG",
-    "ENV_USERS",
-    "ENV_USERS_FILE",
-    "ChatSettings",
-    "chat_dir_from_env",
-    "database_url_from_env",
-    "default_chat_dir",
-    "sqlite_url",
-]
 
 ENV_CHAT_DIR = "DISTILLGRAPH_CHAT_DIR"
 ENV_DATABASE_URL = "DISTILLGRAPH_DATABASE_URL"

@@ -2,9 +2,10 @@
 
 Everything heavy happens once per process and off the event loop: `get_runtime` loads the chat
 model and the configured tables in a worker thread the first time a chat starts, and opens one
-`AsyncSqliteSaver` (the graph's memory, keyed by the Chainlit thread id) shared by every
-conversation. Graphs are compiled per set of tables and cached, so a user who uploads a table
-gets their own graph while everyone else shares the default one.
+SQLite checkpointer (`graphs.memory.open_checkpointer`: the graph's memory, keyed by the
+Chainlit thread id, whose async calls run in worker threads) shared by every conversation.
+Graphs are compiled per set of tables and cached, so a user who uploads a table gets their own
+graph while everyone else shares the default one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from app.config import ChatSettings
 from data_loaders.table import Table
+from graphs.memory import open_checkpointer
 
 GraphFactory = Callable[[Sequence[Table]], Any]
 
@@ -149,25 +151,14 @@ def default_graph_factory(
     return factory
 
 
-async def open_checkpointer(path: Path) -> Any:
-    """The graph memory: one SQLite file, one connection, shared by all conversations."""
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(str(path))
-    saver = AsyncSqliteSaver(conn)
-    await saver.setup()
-    return saver
-
-
 async def build_runtime(settings: ChatSettings) -> Runtime:
     """Load the model and tables (in worker threads) and open the memory."""
     settings.chat_dir.mkdir(parents=True, exist_ok=True)
     (chat_model, label), tables = await asyncio.gather(
         asyncio.to_thread(load_chat_model, settings), get_tables()
     )
-    checkpointer = await open_checkpointer(settings.memory_path)
+    # One SQLite file and connection for all conversations; opening it blocks, so off the loop.
+    checkpointer = await asyncio.to_thread(open_checkpointer, settings.memory_path)
     return Runtime(
         settings=settings,
         chat_model=chat_model,

@@ -48,7 +48,8 @@ def distill_command(
     import sys
 
     from distillation.config import load_distill_config
-    from distillation.trainer import TrainingDiverged, run_distillation
+    from distillation.loop import TrainingDiverged
+    from distillation.trainer import run_distillation
 
     cfg = load_distill_config(config, overrides or [])
     if quiet:

@@ -12,13 +12,15 @@ from typing import Annotated
 
 import typer
 
+from graphs.config import DEFAULT_STUDENT_DIR, DEFAULT_TABLE_CONFIG, DEFAULT_TABLES
+
 MODEL_HELP = (
-    "Student model directory. Default: runs/demo/distill/student if it exists (made by "
+    f"Student model directory. Default: {DEFAULT_STUDENT_DIR} if it exists (made by "
     "`make demo`), else the embedded SmolLM2-135M-Instruct teacher (not distilled on your data)."
 )
 DATA_HELP = (
     "Table file or SQL URL the dataset was built from (repeat for several). Default: the "
-    "config's tables, else examples/data/cars.csv with configs/prepare_cars.yaml's aliases."
+    f"config's tables, else {', '.join(DEFAULT_TABLES)} with {DEFAULT_TABLE_CONFIG}'s aliases."
 )
 
 

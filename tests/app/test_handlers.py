@@ -15,7 +15,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from app import runtime
 from app.config import ChatSettings, sqlite_url
-from app.runtime import Runtime, default_graph_factory, load_default_tables, open_checkpointer
+from app.runtime import Runtime, default_graph_factory, load_default_tables
+from graphs.memory import close_checkpointer, open_checkpointer
 
 REPO = Path(__file__).resolve().parents[2]
 CARS = REPO / "examples" / "data" / "cars.csv"
@@ -217,18 +218,19 @@ def test_memory_survives_a_restart_and_resume(
     memory = tmp_path / "chat" / "memory.sqlite"
 
     async def first_process():
-        install_runtime(settings, fake_model(), await open_checkpointer(memory), cars_tables)
+        saver = await asyncio.to_thread(open_checkpointer, memory)
+        install_runtime(settings, fake_model(), saver, cars_tables)
         chainlit_context("t-mem")
         await handlers.message(cl.Message(content=QA, type="user_message"))
-        await runtime._runtime.checkpointer.conn.close()
+        close_checkpointer(runtime._runtime.checkpointer)
 
     async def second_process():
-        saver = await open_checkpointer(memory)
+        saver = await asyncio.to_thread(open_checkpointer, memory)
         install_runtime(settings, fake_model("130 hp"), saver, cars_tables)
         ctx = chainlit_context("t-mem")
         await handlers.resume({"id": "t-mem", "metadata": '{"uploads": []}'})
         await handlers.message(cl.Message(content="and its horsepower?", type="user_message"))
-        await runtime._runtime.checkpointer.conn.close()
+        close_checkpointer(runtime._runtime.checkpointer)
         return ctx.emitter
 
     asyncio.run(first_process())
