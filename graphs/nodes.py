@@ -6,9 +6,13 @@ settings) and exposes one method per node plus the two edge functions, which ret
 student (`Router`), never generating text and never seeing table content, and falls back to
 keyword rules when the model cannot score or is not confident.
 
-Every answer is checked against the table (`graphs.validation`): an unsupported answer gets one
-retry with a wider context, then the fallback model if one is configured, and otherwise a reply
-that says plainly that no supported answer was found.
+Every answer is checked against the table (`graphs.validation`). A question that reads as one of
+the dataset's programs is computed by the table: the student's answer is marked supported only
+when it states that result, and otherwise the table's own result is the reply (an empty cell or
+a tie is said as such). A free question's answer is accepted only as *read from the rows*
+(``supported`` None); one that states what the rows do not say gets one retry with a wider
+context, then the fallback model if one is configured, and otherwise a reply that says plainly
+that no supported answer was found.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from graphs import prompts
 from graphs.config import GraphConfig
 from graphs.retrieval import Retrieval, Retriever, target_columns, where_conditions
 from graphs.state import ROUTES, Route, State, Verdict, turn_defaults
-from graphs.validation import check_answer, check_claim, read_yes_no, table_answer
+from graphs.validation import (
+    Computed,
+    cannot_compute_reply,
+    check_answer,
+    check_claim,
+    compute,
+    read_yes_no,
+)
 
 log = logging.getLogger(__name__)
 
@@ -298,23 +309,34 @@ class Nodes:
             "answered_by": "none",
         }
 
-    def _answer_checked(self, query: str, first: Retrieval, mode: str, cfg: GraphConfig) -> dict:
-        """Student answer → check → one wider retry → fallback → plain 'unsupported' reply."""
+    def _answer_checked(
+        self,
+        query: str,
+        first: Retrieval,
+        mode: str,
+        cfg: GraphConfig,
+        computed: Computed | None = None,
+    ) -> dict:
+        """Student answer → check → one wider retry → fallback → plain 'unsupported' reply.
+
+        With a `computed` result the student gets one try: a wider context or another model
+        cannot beat the table's own result, which the caller then gives instead.
+        """
         summary = mode == "summary"
         index = self.retriever.index_of(first.table)
         attempts = 0
         tried: list[tuple[str, Retrieval, Verdict]] = []
         r = first
-        for retry in (False, True):
+        for retry in (False,) if computed is not None else (False, True):
             if retry:  # one retry, with a wider context, unless it would show the same rows
                 r = self.retriever.retrieve(query, wide=True, summary=summary, config=cfg.retrieval)
                 if r.context == first.context:
                     break
             attempts += 1
             ans = self._ask(self.student, r.context, query, "student")
-            v = check_answer(ans, r, index, cfg.validation, mode=mode)
+            v = check_answer(ans, r, index, cfg.validation, mode=mode, computed=computed)
             tried.append((ans, r, v))
-            if v["supported"]:
+            if v["supported"] is not False:  # True: states the computed result; None: free
                 return {
                     "answer": ans,
                     "verdict": v,
@@ -322,13 +344,13 @@ class Nodes:
                     "attempts": attempts,
                     **self._retrieval_fields(r),
                 }
-        fb = self._fallback_model()
+        fb = self._fallback_model() if computed is None else None
         if fb is not None:
             attempts += 1
             ans = self._ask(fb, r.context, query, "fallback")
             v = check_answer(ans, r, index, cfg.validation, mode=mode)
             tried.append((ans, r, v))
-            if v["supported"]:
+            if v["supported"] is not False:
                 return {
                     "answer": ans,
                     "verdict": v,
@@ -350,22 +372,45 @@ class Nodes:
         }
 
     def qa(self, state: State, config: RunnableConfig) -> dict:
-        """Answer a question from the retrieved rows and facts, checked against the table.
+        """Answer a question: computed by the table when it reads as a program, else read.
 
-        When no model answer is supported and the question reads as a dataset program
-        (lookup, comparison, superlative, count/mean/sum over a filter), the table answers.
+        A question that reads as a dataset program (lookup, comparison, superlative,
+        count/mean/sum over a filter) is computed by the table; the student's answer stands
+        only when it states that result, otherwise the table's result is the reply. A program
+        that cannot run (an empty cell, a tie) gets a plain reply saying so. Other questions
+        are answered from the retrieved rows and labelled as not computed by the table.
         """
         cfg = self.config.for_call(config)
         r = self.retriever.retrieve(state["query"], config=cfg.retrieval)
         if not r.found:
             return self._not_found()
-        out = self._answer_checked(state["query"], r, "qa", cfg)
-        computed = None if out["verdict"].get("supported") or r.parse is None else (
-            table_answer(r.parse)
-        )
-        if computed is not None:
-            answer, program = computed
-            _computed_by_table(out, answer, r, f"computed from the table ({program['op']})")
+        computed = compute(r.parse) if r.parse is not None else None
+        if computed is not None and computed.answer is None:
+            reply, is_fact = cannot_compute_reply(computed)
+            return {
+                "answer": reply,
+                "answered_by": "table",
+                "verdict": Verdict(
+                    supported=True if is_fact else False,
+                    reason=f"computed from the table ({computed.describe()}): {computed.error}",
+                    evidence=computed.evidence(),
+                    checked_by="table",
+                ),
+                "attempts": 0,
+                **self._retrieval_fields(r),
+            }
+        out = self._answer_checked(state["query"], r, "qa", cfg, computed)
+        if out["verdict"].get("supported") is False and computed is not None:
+            out.update(
+                answer=computed.answer,
+                answered_by="table",
+                verdict=Verdict(
+                    supported=True,
+                    reason=f"computed from the table ({computed.describe()})",
+                    evidence=computed.evidence(),
+                    checked_by="table",
+                ),
+            )
         return out
 
     def summarizer(self, state: State, config: RunnableConfig) -> dict:

@@ -30,10 +30,13 @@ def merge_timings(
 class Verdict(TypedDict, total=False):
     """The table check of an answer or claim."""
 
-    supported: bool  # the answer's values/entities are in the retrieved rows or facts
+    # True: the answer states what the table computed (or a claim is true); False: it does not
+    # (or the claim is false); None: not checked (read from the rows, or judged by the model).
+    supported: bool | None
     reason: str  # one line saying why
     evidence: list[str]  # the row / fact lines that support (or contradict) it
-    checked_by: str  # "table" (deterministic) or "model" (the validator asked the model)
+    # "table" (computed or looked up), "rows" (only found in the retrieved rows) or "model"
+    checked_by: str
 
 
 class InputState(TypedDict):

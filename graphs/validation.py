@@ -1,16 +1,23 @@
-"""Checks against the table: is a model's answer supported, and is a user's claim true?
+"""Checks against the table: does a model's answer state what the table computes, is a claim true?
 
-`check_answer` accepts an answer only when everything it states can be found in what was
-retrieved: every entity it names is one of the retrieved rows (or named in a fact), every number
-matches a cell or a fact within tolerance, and an answer with neither must be a whole cell value
-(or yes/no, to a question that asks yes or no). Anything else, including text a table cell
-tried to inject, is unsupported.
+A question that reads as one of the dataset's programs (`table_program`: a lookup, a comparison
+of two rows, a superlative or a count/mean/sum over a filter) is computed by the table
+(`compute`), and `check_answer` marks a model's answer supported only when it states that
+result: the same row for a "which" question, the same numbers (within tolerance), the same
+value, and no other row, number or value of the column. A program that cannot run (an empty
+cell, a tie, no row in the filter) is answered in plain words by `cannot_compute_reply`.
+
+A free question that reads as no program cannot be checked exactly. Its answer is accepted as
+*read from the rows* (``supported`` None, never True) only when everything it states can be
+found in what was retrieved: every entity it names is one of the retrieved rows (or named in a
+fact), every number matches a cell or a fact, and an answer with neither must be a whole cell
+value (or yes/no, to a question that asks yes or no). Anything else, including text a table
+cell tried to inject, is unsupported. Summaries are checked the same way (mode ``"summary"``).
 
 `check_claim` decides a claim deterministically when it can be read as entity + column + value
 ("is it true that X has a <column> of 4?"); it returns None otherwise, and the validator
 node asks the model instead and labels the verdict ``checked_by: "model"``.
 """
-
 from __future__ import annotations
 
 import math
@@ -105,8 +112,9 @@ def check_answer(
     cfg: ValidationConfig | None = None,
     *,
     mode: str = "qa",
+    computed: Computed | None = None,
 ) -> Verdict:
-    """Whether `answer` is supported by the rows and facts of `retrieval`.
+    """Whether `answer` states what the table computed, or at least what the rows say.
 
     Args:
         answer: The model's reply.
@@ -115,9 +123,13 @@ def check_answer(
         cfg: Number tolerances.
         mode: ``"qa"`` (a short answer: must state a table value) or ``"summary"`` (free text:
             only the entities and numbers it states are checked).
+        computed: The table's own result for the question (`compute`), when it reads as a
+            program that runs: the answer must then state exactly that result.
 
     Returns:
-        A `Verdict` with the reason and the lines that support (or fail to support) it.
+        A `Verdict`: ``supported`` True only when the answer states the computed result; None
+        when there is no computed result and everything the answer states is in the retrieved
+        rows (read from the rows, not checked); False otherwise, with the reason.
     """
     cfg = cfg or ValidationConfig()
     text = answer.strip()
@@ -140,6 +152,17 @@ def check_answer(
         """Rejected, with the first retrieved rows (and ``facts`` fact lines) as evidence."""
         shown = [t.row_text(r) for r in retrieval.row_ids[:3]] + retrieval.facts[:facts]
         return Verdict(supported=False, reason=reason, evidence=shown, checked_by="table")
+
+    if mode == "qa" and computed is not None and computed.answer is not None:
+        mismatch = _mismatch(text, computed, index, cfg)
+        if mismatch:
+            return unsupported(f"{mismatch}; the table computes {computed.answer!r}")
+        return Verdict(
+            supported=True,
+            reason=f"it states what the table computes ({computed.describe()})",
+            evidence=computed.evidence(),
+            checked_by="table",
+        )
 
     if mode == "qa" and q is not None and len(q.entities) == 1 and not sup.fact_text.strip():
         # A lookup ("the <column> of X"): numbers must come from the named row's asked columns.
@@ -187,10 +210,15 @@ def check_answer(
                 t.row_text(r) for r in retrieval.row_ids if norm in normalize(t.row_text(r))
             ]
     return Verdict(
-        supported=True,
-        reason="every name and number in it is in the retrieved rows or facts",
+        supported=True if mode == "summary" else None,
+        reason=(
+            "every name and number in it is in the retrieved rows or facts"
+            if mode == "summary"
+            else "read from the rows, not computed by the table: every name and number in it "
+            "is in the retrieved rows, but the question reads as no table program"
+        ),
         evidence=list(dict.fromkeys(evidence))[:5],
-        checked_by="table",
+        checked_by="table" if mode == "summary" else "rows",
     )
 
 
@@ -247,17 +275,105 @@ def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
     return None
 
 
-def table_answer(parse: QueryParse, decimals: int = 2) -> tuple[str, dict] | None:
-    """The answer the table itself gives (as the dataset states it) and its program, or None."""
+@dataclass
+class Computed:
+    """What the table computes for a question that reads as a dataset program."""
+
+    table: Any  # data_loaders.table.Table
+    program: dict
+    answer: str | None  # the result as the dataset states it; None when the program cannot run
+    error: str | None = None  # why it cannot run (an empty cell, a tie, no matching row)
+
+    def describe(self) -> str:
+        """The program in words and as pandas, e.g. ``lookup: df.loc[...].item()``."""
+        from data_loaders.programs import ProgramError, pandas_expr
+
+        try:
+            return f"{self.program['op']}: {pandas_expr(self.table, self.program)}"
+        except ProgramError:
+            return self.program["op"]
+
+    def evidence(self) -> list[str]:
+        """The program and the rows it reads, for the verdict's evidence."""
+        from data_loaders.programs import ProgramError, required_rows
+
+        try:
+            rows = required_rows(self.table, self.program)
+        except ProgramError:
+            rows = []
+        return [f"program: {self.describe()}"] + [self.table.row_text(r) for r in rows[:4]]
+
+
+def compute(parse: QueryParse, decimals: int = 2) -> Computed | None:
+    """Run the program the question reads as (`table_program`); None when it reads as none."""
     from data_loaders.programs import ProgramError, run_program
 
     program = table_program(parse, decimals)
     if program is None:
         return None
     try:
-        return run_program(parse.table, program), program
-    except ProgramError:  # a tie, a missing value, an entity name that is not unique
-        return None
+        return Computed(parse.table, program, run_program(parse.table, program))
+    except ProgramError as e:  # an empty cell, a tie, no row in the filter
+        return Computed(parse.table, program, None, str(e))
+
+
+def _mismatch(answer: str, computed: Computed, index: NameIndex, cfg: ValidationConfig) -> str:
+    """Why `answer` does not state the computed result ("" when it does)."""
+    program, expected = computed.program, computed.answer or ""
+    got, want = parse_query(answer, index), parse_query(expected, index)
+    t = computed.table
+    named, wanted = set(got.row_ids), set(want.row_ids)
+    if program["op"] in ("compare", "superlative"):
+        if named != wanted:
+            return "it does not name the row the table computes" if named else "it names no row"
+    else:  # a value: the answer may name the row it is about, and no other
+        allowed = wanted | ({program["row_id"]} if "row_id" in program else set())
+        if named - allowed:
+            return f"it names {', '.join(t.entity_of(r) for r in sorted(named - allowed))}"
+    extra = [x for x in got.numbers if not any(_close(x, y, cfg) for y in want.numbers)]
+    if extra:
+        return f"it states {', '.join(format_value(x) for x in extra)}"
+    missing = [y for y in want.numbers if not any(_close(x, y, cfg) for x in got.numbers)]
+    if missing:
+        return f"it does not state {', '.join(format_value(y) for y in missing)}"
+    if not want.numbers and not wanted:  # a text value, e.g. a category
+        if f" {normalize(expected)} " not in f" {normalize(answer)} ":
+            return "it does not state the value"
+        col = program.get("column")
+        others = {normalize(m.value) for m in got.values if m.column == col}
+        if others - {normalize(expected)}:
+            return "it states another value of the column too"
+    return ""
+
+
+def cannot_compute_reply(computed: Computed) -> tuple[str, bool]:
+    """A plain reply for a program that cannot run, and whether it states a table fact.
+
+    An empty cell is a fact of the table ("the table has no <column> value for X"), and so is a
+    tie; anything else (no row in the filter, a name that is not unique) names what was not
+    understood.
+    """
+    t, p, err = computed.table, computed.program, computed.error or ""
+    col = p.get("column")
+    words = col_words(t, col) if col else ""
+    if "has no value in column" in err:
+        rows = [p["row_id"]] if "row_id" in p else p.get("row_ids", [])
+        empty = [t.entity_of(r) for r in rows if pd.isna(t.df.iloc[r][col])]
+        if empty:
+            names = " or ".join(empty)
+            tail = f", so {' and '.join(p['entities'])} cannot be compared" if (
+                p["op"] == "compare") else ""
+            return f"The table has no {words} value for {names}{tail}.", True
+    if " tie on " in err:
+        a, b = p["entities"]
+        value = format_value(t.df.iloc[p["row_ids"][0]][col], t.units.get(col))
+        return f"{a} and {b} tie on {words}: both have {value}.", True
+    if "no row in the filter has a value" in err:
+        return f"The table has no {words} value for any row that matches.", True
+    if "no row matches the filter" in err:
+        where = " and ".join(f"{c['column']} {c['op']} {c['value']}" for c in p["where"])
+        return f"No row of the table matches the filter {where}.", True
+    return f"The table cannot compute this ({p['op']}): {err}.", False
 
 
 def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> ClaimResult | None:

@@ -146,7 +146,7 @@ def test_injected_cell_changes_neither_route_nor_answer(injected_table):
     assert s["task"] == "qa" and "[row 0]" in s["context"] and "HACKED" in s["context"]
     # the rejected answer is replaced by the table's own lookup
     assert s["answer"] == "100" and s["answered_by"] == "table"
-    assert s["verdict"]["reason"] == "computed from the table (lookup)"
+    assert s["verdict"]["reason"].startswith("computed from the table (lookup: df.loc[")
     s = _ask(g, "What is alpha one?")  # names no column: the table has no single answer
     assert s["verdict"]["supported"] is False
     assert "HACKED" not in s["answer"].split("suggested")[0]
@@ -157,12 +157,35 @@ def test_injected_cell_changes_neither_route_nor_answer(injected_table):
 
 def test_fallback_escalation_is_recorded(cars):
     student = FakeListChatModel(responses=["999 hp"])
-    teacher = GenericFakeChatModel(messages=iter(["130 hp"]))
+    teacher = GenericFakeChatModel(messages=iter(["chevrolet chevelle malibu is a USA car"]))
     g = build_graph(student, [cars], fallback=teacher)
-    s = _ask(g, "What is the horsepower of chevrolet chevelle malibu?")
-    assert s["answer"] == "130 hp"
-    assert s["answered_by"].startswith("fallback:")
+    s = _ask(g, "Tell me what chevrolet chevelle malibu is.")  # reads as no table program
+    assert s["answer"] == "chevrolet chevelle malibu is a USA car"
+    assert s["answered_by"].startswith("fallback:") and s["verdict"]["supported"] is None
     assert s["attempts"] == 3  # student, student with wider context, fallback
+
+
+def test_computed_questions_skip_retry_and_fallback(cars):
+    teacher = GenericFakeChatModel(messages=iter(["130 hp"]))
+    g = build_graph(FakeListChatModel(responses=["999 hp"]), [cars], fallback=teacher)
+    s = _ask(g, "What is the horsepower of chevrolet chevelle malibu?")
+    assert (s["answer"], s["answered_by"], s["attempts"]) == ("130 hp", "table", 1)
+
+
+def test_student_stating_the_computed_result_is_supported(cars):
+    g = build_graph(FakeListChatModel(responses=["130 hp"]), [cars])
+    s = _ask(g, "What is the horsepower of chevrolet chevelle malibu?")
+    assert (s["answer"], s["answered_by"], s["verdict"]["supported"]) == ("130 hp", "student", True)
+    assert s["verdict"]["evidence"][0].startswith("program: lookup: df.loc[")
+
+
+def test_empty_cell_is_answered_as_such(cars):
+    empty = cars.df[cars.df["Horsepower"].isna()]["Name"]
+    name = next(n for n in empty if (cars.df["Name"] == n).sum() == 1)
+    g = build_graph(FakeListChatModel(responses=["100 hp"]), [cars])
+    s = _ask(g, f"What is the horsepower of {name}?")
+    assert s["answer"] == f"The table has no horsepower value for {name}."
+    assert s["answered_by"] == "table" and s["verdict"]["supported"] is True
 
 
 def test_unsupported_without_fallback_says_so(cars):
@@ -184,7 +207,8 @@ def test_table_answers_when_the_student_is_unsupported(cars, question, answer, o
     g = build_graph(FakeListChatModel(responses=["yes"]), [cars])
     s = _ask(g, question)
     assert s["task"] == "qa" and s["answered_by"] == "table" and s["answer"] == answer
-    assert s["verdict"]["supported"] and s["verdict"]["reason"] == f"computed from the table ({op})"
+    assert s["verdict"]["supported"]
+    assert s["verdict"]["reason"].startswith(f"computed from the table ({op}: ")
 
 
 @pytest.mark.parametrize("text", ["", "   ", "x" * 2001])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graphs.retrieval import Retriever, parse_query
-from graphs.validation import check_answer, check_claim, read_yes_no
+from graphs.validation import check_answer, check_claim, compute, read_yes_no
 
 
 @pytest.fixture(scope="module")
@@ -14,8 +14,10 @@ def retriever(cars):
 
 
 def _check(retriever, question, answer, mode="qa"):
+    """As the QA node checks: against the table's computed result when the question has one."""
     r = retriever.retrieve(question)
-    return check_answer(answer, r, retriever.indexes[0], mode=mode)
+    computed = compute(r.parse) if mode == "qa" and r.parse is not None else None
+    return check_answer(answer, r, retriever.indexes[0], mode=mode, computed=computed)
 
 
 @pytest.mark.parametrize(
@@ -33,8 +35,19 @@ def _check(retriever, question, answer, mode="qa"):
         ("What is the horsepower of chevrolet chevelle malibu?", "HACKED", False),
         (
             "Which has the higher weight: chevrolet chevelle malibu or amc gremlin?",
-            "amc gremlin",
+            "chevrolet chevelle malibu",
             True,
+        ),
+        # the lighter car is a row of the context, but not what the comparison computes
+        (
+            "Which has the higher weight: chevrolet chevelle malibu or amc gremlin?",
+            "amc gremlin",
+            False,
+        ),
+        (
+            "Which has the higher weight: chevrolet chevelle malibu or amc gremlin?",
+            "chevrolet chevelle malibu or amc gremlin",
+            False,
         ),
         (
             "Which has the higher weight: chevrolet chevelle malibu or amc gremlin?",
@@ -51,7 +64,13 @@ def _check(retriever, question, answer, mode="qa"):
         # a bare yes/no answers only a yes/no question
         ("How many cars have origin Japan?", "yes", False),
         ("Which has the higher weight: chevrolet chevelle malibu or amc gremlin?", "no", False),
-        ("Is the origin of chevrolet chevelle malibu USA?", "yes", True),
+        # no program reads this question: the answer is only read from the rows
+        ("Is the origin of chevrolet chevelle malibu USA?", "yes", "rows"),
+        # a value of the right type from another row or column never passes
+        ("What is the horsepower of chevrolet chevelle malibu?", "165 hp", False),
+        ("What is the horsepower of chevrolet chevelle malibu?", "130 hp or 165 hp", False),
+        ("What is the origin of chevrolet chevelle malibu?", "USA or Japan", False),
+        ("What is the origin of chevrolet chevelle malibu?", "the amc gremlin is from USA", False),
     ],
 )
 def test_check_answer(cars, retriever, question, answer, ok):
@@ -61,7 +80,10 @@ def test_check_answer(cars, retriever, question, answer, ok):
         assert _check(retriever, question, str(n))["supported"]
         assert not _check(retriever, question, str(n + 7))["supported"]
         return
-    assert v["supported"] is ok, v["reason"]
+    if ok == "rows":
+        assert v["supported"] is None and v["checked_by"] == "rows", v["reason"]
+    else:
+        assert v["supported"] is ok, v["reason"]
     assert v["reason"]
 
 
