@@ -123,9 +123,10 @@ def verdict_markdown(verdict: dict[str, Any]) -> str:
     """The table check as markdown: supported or not, why, who checked, and the evidence lines."""
     if not verdict:
         return "No table check for this turn."
-    ok = verdict.get("supported")
-    mark = "Supported by the table" if ok else "Not supported by the table"
-    lines = [f"**{mark}**"]
+    from graphs.validation import verdict_label
+
+    label = verdict_label(verdict)
+    lines = [f"**{label[0].upper()}{label[1:]}**"]
     if reason := verdict.get("reason"):
         lines.append(str(reason))
     if checked_by := verdict.get("checked_by"):

@@ -308,6 +308,7 @@ def stage_graph(
 ) -> dict:
     """Answer the table's example questions with the agent graph on the distilled student."""
     from graphs import build_graph
+    from graphs.validation import verdict_label
 
     header(4, "Agent graph on the distilled student", ask)
     graph = build_graph(
@@ -332,9 +333,7 @@ def stage_graph(
             "query": q,
             "route": state.get("task"),
             "answer": state.get("answer"),
-            "verdict": ("supported" if verdict.get("supported") else "not supported")
-            if verdict
-            else None,
+            "verdict": verdict_label(verdict) if verdict else None,
             "answered_by": state.get("answered_by"),
             "ms": round(ms),
         }

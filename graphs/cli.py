@@ -58,6 +58,7 @@ def ask_command(
     from graphs.config import load_graph_config
     from graphs.graph import build_graph, with_defaults
     from graphs.memory import close_checkpointer, open_checkpointer
+    from graphs.validation import verdict_label
 
     cfg = load_graph_config(config, overrides)
     if data:
@@ -80,10 +81,10 @@ def ask_command(
     typer.echo(state["answer"])
     err = Console(stderr=True)
     verdict = state.get("verdict") or {}
-    supported = {True: "yes", False: "no"}.get(verdict.get("supported"), "n/a")
+    supported = verdict_label(verdict)
     err.print(
         f"[dim]task {state.get('task') or '-'} ({state.get('route_source') or '-'}) · "
-        f"answered by {state.get('answered_by')} · supported {supported} · {elapsed:.2f} s · "
+        f"answered by {state.get('answered_by')} · {supported} · {elapsed:.2f} s · "
         f"thread {tid}[/dim]",
         highlight=False,
     )

@@ -96,6 +96,13 @@ def _computed_by_table(out: dict, answer: str, r: Retrieval, reason: str) -> Non
     )
 
 
+def _rows_note(verdict: Verdict, mode: str) -> str:
+    """The note a read-from-the-rows answer carries, saying where its values are."""
+    if mode != "qa" or verdict.get("supported") is not None:
+        return ""
+    return f" ({verdict.get('reason', 'read from the rows, not computed by the table')})"
+
+
 class Router:
     """Picks qa / summarizer / validator: model label scores when trustworthy, else rules."""
 
@@ -338,7 +345,7 @@ class Nodes:
             tried.append((ans, r, v))
             if v["supported"] is not False:  # True: states the computed result; None: free
                 return {
-                    "answer": ans,
+                    "answer": ans + _rows_note(v, mode),
                     "verdict": v,
                     "answered_by": "student",
                     "attempts": attempts,
@@ -352,7 +359,7 @@ class Nodes:
             tried.append((ans, r, v))
             if v["supported"] is not False:
                 return {
-                    "answer": ans,
+                    "answer": ans + _rows_note(v, mode),
                     "verdict": v,
                     "answered_by": f"fallback:{self.fallback_name}",
                     "attempts": attempts,

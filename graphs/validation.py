@@ -51,6 +51,20 @@ _YES_NO_OPENERS = frozenset({
 })
 
 
+def verdict_label(verdict: dict | None) -> str:
+    """A verdict in a few words, as the CLI, the demo and the chat UI show it."""
+    if not verdict:
+        return "no check"
+    ok, by = verdict.get("supported"), verdict.get("checked_by")
+    if ok is True:
+        return "supported by the table"
+    if ok is False:
+        return "not supported by the table"
+    if by == "model":
+        return "judged by the model, not checked by the table"
+    return "read from the rows, not computed by the table"
+
+
 def asks_yes_no(parse: QueryParse | None) -> bool:
     """Whether a yes/no reply can answer the parsed question (True when nothing was parsed)."""
     if parse is None or not parse.tokens:
@@ -77,12 +91,14 @@ class _Support:
     fact_text: str  # normalized facts, to find entity names they mention
 
 
-def _support(r: Retrieval) -> _Support:
+def _support(r: Retrieval, rows: list[int] | None = None) -> _Support:
+    """What the retrieval's rows (or only `rows` of them) and facts let an answer state."""
     t = r.table
     numbers: list[tuple[float, str]] = []
     texts: set[str] = set()
     assert t is not None
-    for rid in r.row_ids:
+    rows = r.row_ids if rows is None else rows
+    for rid in rows:
         line = t.row_text(rid)
         for v in t.df.iloc[rid].tolist():
             if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -145,8 +161,10 @@ def check_answer(
             checked_by="table",
         )
     t = retrieval.table
-    sup = _support(retrieval)
     q = retrieval.parse
+    # A question about named rows is answered by their values, not by a neighbour's.
+    asked = [r for r in q.row_ids if r in retrieval.row_ids] if q is not None else []
+    sup = _support(retrieval, asked if mode == "qa" and asked else None)
 
     def unsupported(reason: str, facts: int = 0) -> Verdict:
         """Rejected, with the first retrieved rows (and ``facts`` fact lines) as evidence."""
@@ -209,17 +227,50 @@ def check_answer(
             evidence += [
                 t.row_text(r) for r in retrieval.row_ids if norm in normalize(t.row_text(r))
             ]
+    if mode == "summary":
+        reason = "every name and number in it is in the retrieved rows or facts"
+    else:  # say where each stated value sits, so a value of the wrong column shows as such
+        found = _where_found(text, p, retrieval, cfg)
+        reason = "read from the rows, not computed by the table" + (
+            f": {'; '.join(found)}" if found else ""
+        )
     return Verdict(
         supported=True if mode == "summary" else None,
-        reason=(
-            "every name and number in it is in the retrieved rows or facts"
-            if mode == "summary"
-            else "read from the rows, not computed by the table: every name and number in it "
-            "is in the retrieved rows, but the question reads as no table program"
-        ),
+        reason=reason,
         evidence=list(dict.fromkeys(evidence))[:5],
         checked_by="table" if mode == "summary" else "rows",
     )
+
+
+def _where_found(
+    answer: str, p: QueryParse, retrieval: Retrieval, cfg: ValidationConfig
+) -> list[str]:
+    """For each number or cell value an answer states, the column and row it is in."""
+    t = retrieval.table
+    numeric = t.columns_of("numeric")
+    asked = retrieval.parse.row_ids if retrieval.parse is not None else []
+    rows = list(dict.fromkeys([r for r in asked if r in retrieval.row_ids] + retrieval.row_ids))
+    out = []
+    for x in p.numbers:
+        for rid in rows:
+            row = t.df.iloc[rid]
+            col = next((c for c in numeric if pd.notna(row[c]) and _close(abs(x), abs(float(
+                row[c])), cfg)), None)
+            if col is not None:
+                value = format_value(row[col], t.units.get(col))
+                out.append(f"{value} is the {col_words(t, col)} of {t.entity_of(rid)}")
+                break
+    if not p.numbers and not p.entities:
+        norm = normalize(answer)
+        for rid in rows:
+            row = t.df.iloc[rid]
+            col = next((c for c in t.columns if c != t.entity_column and pd.notna(row[c])
+                        and normalize(format_value(row[c])) == norm), None)
+            if col is not None:
+                out.append(f"{format_value(row[col])} is the {col_words(t, col)} of "
+                           f"{t.entity_of(rid)}")
+                break
+    return out
 
 
 @dataclass

@@ -160,7 +160,9 @@ def test_fallback_escalation_is_recorded(cars):
     teacher = GenericFakeChatModel(messages=iter(["chevrolet chevelle malibu is a USA car"]))
     g = build_graph(student, [cars], fallback=teacher)
     s = _ask(g, "Tell me what chevrolet chevelle malibu is.")  # reads as no table program
-    assert s["answer"] == "chevrolet chevelle malibu is a USA car"
+    assert s["answer"] == (
+        "chevrolet chevelle malibu is a USA car (read from the rows, not computed by the table)"
+    )
     assert s["answered_by"].startswith("fallback:") and s["verdict"]["supported"] is None
     assert s["attempts"] == 3  # student, student with wider context, fallback
 

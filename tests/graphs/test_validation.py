@@ -87,6 +87,21 @@ def test_check_answer(cars, retriever, question, answer, ok):
     assert v["reason"]
 
 
+def test_free_answer_says_where_its_value_is_and_never_borrows_a_neighbours(retriever):
+    # "heavy" names no column: no program; the answer is read from the named row only
+    q = "How heavy is the plymouth satellite?"
+    v = _check(retriever, q, "150 hp")
+    assert v["supported"] is None
+    assert v["reason"].endswith("150 hp is the horsepower of plymouth satellite")
+    assert _check(retriever, q, "3436 lbs")["reason"].endswith(
+        "3436 lbs is the weight of plymouth satellite")
+    r = retriever.retrieve(q, wide=True)
+    other = next(i for i in r.row_ids if i not in r.parse.row_ids)
+    value = retriever.tables[0].df.iloc[other]["Horsepower"]
+    v = check_answer(f"{value:g} hp", r, retriever.indexes[0])
+    assert v["supported"] is False, v  # a value of another row in the context
+
+
 def test_ford_pinto_hp_fixture(cars):
     # The parametrized cases above assume these cells; fail loudly if the sample data changes.
     row = cars.df[cars.df["Name"] == "chevrolet chevelle malibu"].iloc[0]
