@@ -62,6 +62,8 @@ def verdict_label(verdict: dict | None) -> str:
         return "not supported by the table"
     if by == "model":
         return "judged by the model, not checked by the table"
+    if by == "table":
+        return "the table has no value to check it against"
     return "read from the rows, not computed by the table"
 
 
@@ -277,7 +279,7 @@ def _where_found(
 class ClaimResult:
     """A claim decided from the table."""
 
-    true: bool
+    true: bool | None  # None: the cell is empty, so the claim cannot be decided
     answer: str  # the reply, e.g. "Yes: the table gives <column> 130 for X."
     verdict: Verdict
 
@@ -459,17 +461,21 @@ def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> Claim
             return None
         col, claimed = cols[0], parse.numbers[-1]
         actual = row[col]
-        if pd.isna(actual):
-            return None
-        if col in numeric:
+        if col in numeric and not pd.isna(actual):
             true = _close(float(actual), float(claimed), cfg)
-        elif col in t.columns_of("categorical"):  # "is the <column> of X 4?"
+        elif col in t.columns_of("categorical") or pd.isna(actual):  # "is the <column> of X 4?"
             true = normalize(format_value(actual)) == normalize(format_value(claimed))
         else:
             return None
     unit = t.units.get(col)
-    shown = format_value(actual, unit) if pd.notna(actual) else "no value"
     words = col_words(t, col)
+    if pd.isna(actual):  # neither true nor false: say what the table lacks
+        return ClaimResult(None, f"The table has no {words} value for {entity}, so it cannot "
+                           "say whether the claim is true.", Verdict(
+                               supported=None,
+                               reason=f"the {words} cell of {entity} is empty",
+                               evidence=[t.row_text(rid)], checked_by="table"))
+    shown = format_value(actual, unit)
     if true:
         answer = f"Yes: the table gives {words} {shown} for {entity}."
     else:

@@ -151,3 +151,14 @@ def test_read_yes_no():
     assert read_yes_no("Yes, it is.") is True
     assert read_yes_no("no") is False
     assert read_yes_no("maybe") is None
+
+
+@pytest.mark.parametrize("claim", [
+    "Is the horsepower of ford pinto 100?",
+    "Does ford pinto have a horsepower of 100 hp?",
+])
+def test_claim_about_an_empty_cell_is_neither_true_nor_false(cars, retriever, claim):
+    assert cars.df.loc[cars.df["Name"] == "ford pinto", "Horsepower"].isna().all()
+    res = check_claim(retriever.retrieve(claim).parse)
+    assert res is not None and res.true is None and res.verdict["supported"] is None
+    assert res.answer.startswith("The table has no horsepower value for ford pinto")
