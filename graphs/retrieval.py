@@ -165,7 +165,20 @@ class NameIndex:
                 key = normalize(words.replace("_", " "))
                 if key:
                     self.names.setdefault(key, ("column", col, None))
+        # A unit that belongs to one column names it too ("the mpg of X"): only word-like
+        # units of two letters or more, so "s" or "%" never do.
+        owners: dict[str, set[str]] = {}
+        for col, unit in table.units.items():
+            key = normalize(unit or "")
+            if col != ent and re.fullmatch(r"[a-z][a-z ]+", key) and key not in _STOP:
+                owners.setdefault(key, set()).add(col)
+        for key, cols in owners.items():
+            if len(cols) == 1:
+                self.names.setdefault(key, ("column", next(iter(cols)), None))
         self.max_len = max((len(k.split()) for k in self.names), default=1)
+        self._one_word_columns = [
+            k for k, v in self.names.items() if v[0] == "column" and " " not in k and len(k) >= 5
+        ]
 
     def find(self, tokens: Sequence[str]) -> list[Match]:
         """Non-overlapping matches, longest first (entities before values before columns)."""
@@ -177,6 +190,15 @@ class NameIndex:
                     cands.append(
                         Match(i, i + n, hit[0], hit[1], hit[2], " ".join(tokens[i : i + n]))
                     )
+        # An inflected one-word column name ("weighs" for "weight"): same first five letters,
+        # lengths within one; only where nothing longer matched.
+        for i, tok in enumerate(tokens):
+            if len(tok) < 5 or tok in self.names:
+                continue
+            stems = {self.names[k][1] for k in self._one_word_columns
+                     if k[:5] == tok[:5] and abs(len(k) - len(tok)) <= 1}
+            if len(stems) == 1:
+                cands.append(Match(i, i + 1, "column", stems.pop(), None, tok))
         order = {"entity": 0, "value": 1, "column": 2}
         cands.sort(key=lambda m: (-(m.end - m.start), order[m.kind], m.start))
         used: set[int] = set()

@@ -87,3 +87,33 @@ def test_caps_rows_and_chars(cars):
 def test_several_tables_pick_the_one_named(cars, injected_table):
     r = Retriever([cars, injected_table]).retrieve("What is the power of beta two?")
     assert r.table is injected_table and r.row_ids == [1]
+
+
+def test_a_unit_owned_by_one_column_names_it(cars, retriever):
+    from graphs.validation import table_program
+
+    p = retriever.retrieve("whats the mpg on a toyota corolla 1200").parse
+    assert table_program(p)["column"] == "Miles_per_Gallon"
+    assert table_program(p)["entity"] == "toyota corolla 1200"
+
+
+def test_units_shared_by_columns_and_one_letter_units_name_none():
+    from pathlib import Path
+
+    from data_loaders.config import TableConfig
+    from data_loaders.loaders import load_tables
+    from graphs.retrieval import NameIndex
+
+    [penguins] = load_tables([str(Path(__file__).parents[1] / "data" / "penguins.csv")],
+                             TableConfig())
+    index = NameIndex(penguins)
+    assert "mm" not in index.names  # bill length, bill depth and flipper length share it
+    assert index.names.get("g", ("none",))[0] != "column"
+
+
+def test_an_inflected_column_word_names_the_column(cars, retriever):
+    p = retriever.retrieve("Which weighs more, honda civic or ford maverick?").parse
+    assert p.column_names == ["Weight_in_lbs"]
+    # a longer word that merely starts the same does not ("originally" is not "origin")
+    p = retriever.retrieve("what was honda civic originally?").parse
+    assert p.column_names == []
