@@ -96,9 +96,9 @@ def _computed_by_table(out: dict, answer: str, r: Retrieval, reason: str) -> Non
     )
 
 
-def _rows_note(verdict: Verdict, mode: str) -> str:
-    """The note a read-from-the-rows answer carries, saying where its values are."""
-    if mode != "qa" or verdict.get("supported") is not None:
+def _rows_note(verdict: Verdict) -> str:
+    """The note an answer read from the rows carries (what was and was not checked)."""
+    if verdict.get("supported") is not None or verdict.get("checked_by") != "rows":
         return ""
     return f" ({verdict.get('reason', 'read from the rows, not computed by the table')})"
 
@@ -345,7 +345,7 @@ class Nodes:
             tried.append((ans, r, v))
             if v["supported"] is not False:  # True: states the computed result; None: free
                 return {
-                    "answer": ans + _rows_note(v, mode),
+                    "answer": ans + _rows_note(v),
                     "verdict": v,
                     "answered_by": "student",
                     "attempts": attempts,
@@ -359,7 +359,7 @@ class Nodes:
             tried.append((ans, r, v))
             if v["supported"] is not False:
                 return {
-                    "answer": ans + _rows_note(v, mode),
+                    "answer": ans + _rows_note(v),
                     "verdict": v,
                     "answered_by": f"fallback:{self.fallback_name}",
                     "attempts": attempts,
@@ -427,7 +427,7 @@ class Nodes:
         if not r.found:
             return self._not_found()
         out = self._answer_checked(state["query"], r, "summary", cfg)
-        if out["verdict"].get("supported"):
+        if out["verdict"].get("supported") is not False:  # prose whose values were found
             return out
         table_summary = self._table_summary(r)
         if table_summary:  # the table's own summary beats an unsupported one

@@ -158,6 +158,8 @@ class NameIndex:
                 key = normalize(v)
                 if _usable_name(key):
                     self.names.setdefault(key, ("value", col, v))
+                    if key.isalpha() and len(key) > 3:  # "chinstraps" for the value Chinstrap
+                        self.names.setdefault(f"{key}s", ("value", col, v))
         for col in table.columns:
             if col == ent:
                 continue

@@ -27,10 +27,12 @@ from typing import Any
 
 import pandas as pd
 
+from data_loaders.programs import OPS
 from data_loaders.serialize import format_value
 from data_loaders.templates import col_words
 from graphs.config import ValidationConfig
 from graphs.retrieval import (
+    OP_WORDS,
     NameIndex,
     QueryParse,
     Retrieval,
@@ -166,7 +168,7 @@ def check_answer(
     q = retrieval.parse
     # A question about named rows is answered by their values, not by a neighbour's.
     asked = [r for r in q.row_ids if r in retrieval.row_ids] if q is not None else []
-    sup = _support(retrieval, asked if mode == "qa" and asked else None)
+    sup = _support(retrieval, asked or None)
 
     def unsupported(reason: str, facts: int = 0) -> Verdict:
         """Rejected, with the first retrieved rows (and ``facts`` fact lines) as evidence."""
@@ -230,17 +232,21 @@ def check_answer(
                 t.row_text(r) for r in retrieval.row_ids if norm in normalize(t.row_text(r))
             ]
     if mode == "summary":
-        reason = "every name and number in it is in the retrieved rows or facts"
+        states_cell = any(f" {v} " in f" {normalize(text)} " for v in sup.texts if v)
+        if not (p.numbers or states_cell):
+            return unsupported("it states no number or value of the rows it summarizes")
+        reason = ("its numbers and names are in the rows it summarizes; its other words are "
+                  "not checked")
     else:  # say where each stated value sits, so a value of the wrong column shows as such
         found = _where_found(text, p, retrieval, cfg)
         reason = "read from the rows, not computed by the table" + (
             f": {'; '.join(found)}" if found else ""
         )
     return Verdict(
-        supported=True if mode == "summary" else None,
+        supported=None,
         reason=reason,
         evidence=list(dict.fromkeys(evidence))[:5],
-        checked_by="table" if mode == "summary" else "rows",
+        checked_by="rows",
     )
 
 
@@ -284,6 +290,30 @@ class ClaimResult:
     verdict: Verdict
 
 
+# Words that turn a filter around; a question holding one is not read as a program.
+_NEGATIONS = frozenset({"not", "outside", "except", "excluding", "besides", "without", "non",
+                        "isnt", "arent", "doesnt", "dont", "didnt", "wasnt", "werent", "never"})
+
+
+def _asks_for_row(tokens: list[str], table: Any) -> bool:
+    """Whether a superlative question asks which row ("which <noun> has the highest ...").
+
+    "What is the maximum <column> ..." and "how high ..." ask for the value instead; "what
+    <noun> ..." asks for a row.
+    """
+    from data_loaders.naming import plural
+    from data_loaders.templates import entity_noun
+
+    noun = entity_noun(table)
+    if tokens and tokens[0] in ("which", "who"):
+        return True
+    for i, tok in enumerate(tokens):
+        if tok in ("what", "whats"):
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+            return nxt in {noun, plural(noun), "one", "row", "entry"}
+        if tok == "how":
+            return False
+    return True
 _HIGHER = frozenset({"higher", "more", "larger", "bigger", "greater", "heavier", "faster",
                      "longer"})
 _LOWER = frozenset({"lower", "less", "fewer", "smaller", "lighter", "slower", "shorter"})
@@ -298,6 +328,8 @@ def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
     (no filter for a group question, two columns, an unknown direction) gives None.
     """
     t, p = parse.table, parse
+    if set(p.tokens) & _NEGATIONS:  # "outside the usa", "not from Japan": filters read as ==
+        return None
     where = where_conditions(p.filters)
     filter_cols = {f.column for f in p.filters}
     numeric = [c for c in target_columns(p) if c not in filter_cols]
@@ -318,6 +350,9 @@ def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
     if rows or not where:
         return None
     if p.extreme and len(numeric) == 1:
+        if not _asks_for_row(p.tokens, t):  # "what is the maximum <column> ...": a value
+            return {"op": "aggregate", "agg": p.extreme, "column": numeric[0], "where": where,
+                    "decimals": decimals}
         return {"op": "superlative", "where": where, "column": numeric[0],
                 "direction": p.extreme, "decimals": decimals}
     if p.agg == "count" and not numeric:
@@ -461,6 +496,17 @@ def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> Claim
             return None
         col, claimed = cols[0], parse.numbers[-1]
         actual = row[col]
+        op = _op_before(parse.tokens, claimed)
+        if col in numeric and not pd.isna(actual) and op != "==":  # "is it under 2000 lbs?"
+            true = bool(OPS[op](float(actual), float(claimed)))
+            shown = format_value(actual, t.units.get(col))
+            said = f"{_OP_SAID[op]} {format_value(claimed, t.units.get(col))}"
+            words = col_words(t, col)
+            answer = (f"{'Yes' if true else 'No'}: the table gives {words} {shown} for {entity}, "
+                      f"which is {'' if true else 'not '}{said}.")
+            return ClaimResult(true, answer, Verdict(
+                supported=true, reason=f"{words} of {entity} is {shown} in the table",
+                evidence=[t.row_text(rid)], checked_by="table"))
         if col in numeric and not pd.isna(actual):
             true = _close(float(actual), float(claimed), cfg)
         elif col in t.columns_of("categorical") or pd.isna(actual):  # "is the <column> of X 4?"
@@ -489,6 +535,25 @@ def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> Claim
         checked_by="table",
     )
     return ClaimResult(bool(true), answer, verdict)
+
+
+_OP_SAID = {">": "above", "<": "below", ">=": "at least", "<=": "at most"}
+
+
+def _op_before(tokens: list[str], number: float) -> str:
+    """The comparison words right before `number` in a claim ("under 2000" → "<"), else "=="."""
+    for i, tok in enumerate(tokens):
+        try:
+            if float(tok) != number:
+                continue
+        except ValueError:
+            continue
+        for op, phrases in OP_WORDS.items():
+            for phrase in phrases:
+                ws = phrase.split()
+                if tokens[max(0, i - len(ws)) : i] == ws:
+                    return op
+    return "=="
 
 
 def read_yes_no(answer: str) -> bool | None:

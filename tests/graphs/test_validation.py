@@ -110,8 +110,19 @@ def test_ford_pinto_hp_fixture(cars):
 
 def test_summary_mode_checks_only_stated_values(retriever):
     q = "Summarize the row for chevrolet chevelle malibu."
-    assert _check(retriever, q, "A small USA car with 130 hp.", mode="summary")["supported"]
-    assert not _check(retriever, q, "A small car with 300 hp.", mode="summary")["supported"]
+    ok = _check(retriever, q, "A small USA car with 130 hp.", mode="summary")
+    assert ok["supported"] is None and ok["checked_by"] == "rows"  # prose is never "computed"
+    assert _check(retriever, q, "A small car with 300 hp.", mode="summary")["supported"] is False
+
+
+@pytest.mark.parametrize("summary", [
+    "I don't know",  # states nothing of the row
+    "It is a great car.",
+    "A 1982 car with 165 hp.",  # numbers of other rows, not of the row summarized
+])
+def test_summary_that_states_nothing_of_its_row_is_refused(retriever, summary):
+    q = "tell me about the chevrolet chevelle malibu"
+    assert _check(retriever, q, summary, mode="summary")["supported"] is False
 
 
 def test_evidence_lists_supporting_rows(retriever):
@@ -162,3 +173,35 @@ def test_claim_about_an_empty_cell_is_neither_true_nor_false(cars, retriever, cl
     res = check_claim(retriever.retrieve(claim).parse)
     assert res is not None and res.true is None and res.verdict["supported"] is None
     assert res.answer.startswith("The table has no horsepower value for ford pinto")
+
+
+def test_what_is_the_maximum_asks_for_a_value_and_which_for_a_row(retriever):
+    from graphs.validation import table_program
+
+    p = retriever.retrieve("For cars whose origin is Japan, what is the maximum horsepower?").parse
+    assert table_program(p)["op"] == "aggregate" and table_program(p)["agg"] == "max"
+    p = retriever.retrieve("Which car with origin Japan has the highest horsepower?").parse
+    assert table_program(p)["op"] == "superlative"
+
+
+@pytest.mark.parametrize("question", [
+    "how many cars are not from japan",
+    "how many cars are from outside japan",
+])
+def test_a_negated_filter_is_not_computed_as_the_filter(retriever, question):
+    from graphs.validation import table_program
+
+    assert table_program(retriever.retrieve(question).parse) is None
+
+
+@pytest.mark.parametrize(("claim", "true"), [
+    ("is the weight of honda civic under 2000 lbs?", False),
+    ("is the weight of honda civic below 3000 lbs?", True),
+    ("does the honda civic have a weight over 2000 lbs?", True),
+])
+def test_comparison_claims_are_decided_by_the_comparison(cars, retriever, claim, true):
+    weight = cars.df.loc[cars.df["Name"] == "honda civic", "Weight_in_lbs"].iloc[0]
+    assert 2000 < weight < 3000
+    res = check_claim(retriever.retrieve(claim).parse)
+    assert res is not None and res.true is true and res.verdict["supported"] is true
+    assert res.answer.startswith("Yes" if true else "No")
