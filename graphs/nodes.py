@@ -86,13 +86,16 @@ def route_messages(query: str) -> list[SystemMessage | HumanMessage]:
     return [SystemMessage(system["content"]), HumanMessage(user["content"])]
 
 
-def _computed_by_table(out: dict, answer: str, r: Retrieval, reason: str) -> None:
+def _computed_by_table(
+    out: dict, answer: str, r: Retrieval, reason: str, evidence: list[str] | None = None
+) -> None:
     """Replace an unsupported model answer in a node's output with the table's own answer."""
+    if evidence is None:
+        evidence = r.row_lines()[:5] + r.facts[:3]
     out.update(
         answer=answer,
         answered_by="table",
-        verdict=Verdict(supported=True, reason=reason, evidence=r.row_lines()[:5] + r.facts[:3],
-                        checked_by="table"),
+        verdict=Verdict(supported=True, reason=reason, evidence=evidence, checked_by="table"),
     )
 
 
@@ -408,16 +411,9 @@ class Nodes:
             }
         out = self._answer_checked(state["query"], r, "qa", cfg, computed)
         if out["verdict"].get("supported") is False and computed is not None:
-            out.update(
-                answer=computed.answer,
-                answered_by="table",
-                verdict=Verdict(
-                    supported=True,
-                    reason=f"computed from the table ({computed.describe()})",
-                    evidence=computed.evidence(),
-                    checked_by="table",
-                ),
-            )
+            _computed_by_table(out, computed.answer, r,
+                               f"computed from the table ({computed.describe()})",
+                               computed.evidence())
         return out
 
     def summarizer(self, state: State, config: RunnableConfig) -> dict:
