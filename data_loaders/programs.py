@@ -8,7 +8,12 @@ the table, e.g.::
      "where": [{"column": "Origin", "op": "==", "value": "USA"}], "evidence": "facts", ...}
 
 Ops: ``lookup``, ``compare``, ``superlative``, ``aggregate``, ``claim``, ``summary_row`` and
-``summary_group``. A ``where`` filter is a list of conditions ANDed together, each
+``summary_group`` (the dataset's question types), and the row-set ops natural requests need:
+``list`` (names of the rows matching a filter), ``top`` (the ``k`` rows with the highest or
+lowest value of a column), ``distinct`` (how many different values a column takes) and
+``group`` (a statistic by group: ``{"agg": "mean", "column": "Horsepower", "by": "Origin"}``).
+A ``claim`` may carry ``cmp`` (``==`` by default, or ``>``, ``<``, ``>=``, ``<=``) between the
+cell and its ``raw`` value. A ``where`` filter is a list of conditions ANDed together, each
 ``{"column", "op", "value"}`` with op one of ``==``, ``>``, ``<``, ``>=``, ``<=``. Every program
 also holds ``decimals`` (answer rounding) and ``pandas``, the same computation written as a
 pandas expression over ``df`` for human readers (evaluating it gives the raw answer).
@@ -204,8 +209,8 @@ def index_for(table: Table) -> TableIndex:
 
 
 def _check_where(where: list[dict]) -> None:
-    if not isinstance(where, list) or not where:
-        raise ProgramError("'where' must be a non-empty list of conditions")
+    if not isinstance(where, list):
+        raise ProgramError("'where' must be a list of conditions (empty: every row)")
     for c in where:
         if not isinstance(c, dict) or set(c) != {"column", "op", "value"}:
             raise ProgramError(f"bad condition {c!r}: needs exactly column, op, value")
@@ -240,6 +245,8 @@ def rows_where(table: Table, where: list[dict]) -> np.ndarray:
 
 
 def _rows_where(idx: TableIndex, where: list[dict]) -> np.ndarray:
+    if not where:
+        return np.arange(idx.n_rows, dtype=np.int64)
     eq = [c for c in where if c["op"] == "=="]
     rest = [c for c in where if c["op"] != "=="]
     if eq:
@@ -516,6 +523,132 @@ def _is_null(v: Any) -> bool:
         return False
 
 
+MAX_LISTED = 20  # names a list reply spells out; the rest are counted
+
+
+def _run_claim(table: Table, p: dict, d: int) -> str:
+    """``yes``/``no``: the cell compared with the claimed value (``cmp``, default ``==``)."""
+    row = _row_of(table, p)
+    col, cmp = p["column"], p.get("cmp", "==")
+    if cmp not in OPS:
+        raise ProgramError(f"bad claim comparison {cmp!r}; use one of {list(OPS)}")
+    if cmp == "==":
+        actual = _fmt(table, col, _value(table, row, col), d)
+        return "yes" if actual == p["value"] else "no"
+    x = _numeric_value(table, row, col)
+    try:
+        claimed = float(p["raw"])
+    except (TypeError, ValueError):
+        raise ProgramError(f"claimed value {p['raw']!r} is not a number") from None
+    return "yes" if OPS[cmp](round(x, d), round(claimed, d)) else "no"
+
+
+def _names(table: Table, rows: np.ndarray) -> list[str]:
+    idx = index_for(table)
+    return [idx.entity_name(int(r)) for r in rows]
+
+
+def _listed(names: list[str]) -> str:
+    if len(names) > MAX_LISTED:
+        return join_words([*names[:MAX_LISTED], f"{len(names) - MAX_LISTED} more"])
+    return join_words(names)
+
+
+def _run_list(table: Table, p: dict, d: int) -> str:
+    rows = np.sort(rows_where(table, p["where"]))
+    if len(rows) == 0:
+        raise ProgramError("no row matches the filter")
+    return _listed(_names(table, rows))
+
+
+def top_rows(table: Table, p: dict) -> np.ndarray:
+    """The ``k`` rows with the highest (``max``) or lowest ``column`` in the filter, best first.
+
+    Rows tied with the k-th value are kept, so the reply never drops an equal row.
+    """
+    k = p["k"]
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+        raise ProgramError(f"bad k {k!r}: a whole number from 1 to 100")
+    if p["direction"] not in ("max", "min"):
+        raise ProgramError(f"bad direction {p['direction']!r}")
+    rows = rows_where(table, p["where"])
+    x = index_for(table).numeric(p["column"])[rows]
+    ok = ~np.isnan(x)
+    rows, x = rows[ok], x[ok]
+    if len(rows) == 0:
+        raise ProgramError("no row in the filter has a value")
+    order = np.argsort(-x if p["direction"] == "max" else x, kind="stable")
+    if len(order) > k:
+        kth = x[order[k - 1]]
+        order = order[: k + int((x[order[k:]] == kth).sum())]
+    return rows[order]
+
+
+def _run_top(table: Table, p: dict, d: int) -> str:
+    rows = top_rows(table, p)
+    x = index_for(table).numeric(p["column"])
+    names = _names(table, rows)
+    return join_words(
+        [f"{n} ({_fmt(table, p['column'], x[r], d)})" for n, r in zip(names, rows, strict=True)]
+    )
+
+
+def _run_distinct(table: Table, p: dict, d: int) -> str:
+    rows = rows_where(table, p["where"])
+    idx = index_for(table)
+    idx._check_column(p["column"])
+    values = []
+    for r in rows:
+        v = idx.cell(int(r), p["column"])
+        if not _is_null(v):
+            values.append(_fmt(table, p["column"], v, d))
+    uniq = list(dict.fromkeys(values))
+    if len(uniq) <= 10:
+        return f"{len(uniq)} ({join_words(uniq)})" if uniq else "0"
+    return str(len(uniq))
+
+
+def group_values(table: Table, p: dict) -> list[tuple[str, float]]:
+    """``(group label, statistic)`` for each group of ``by`` among the filter's rows.
+
+    Groups are in descending order of the statistic; groups with no value are left out.
+    """
+    agg, by = p["agg"], p["by"]
+    if agg not in AGGS:
+        raise ProgramError(f"bad agg {agg!r}; use one of {AGGS}")
+    rows = rows_where(table, p["where"])
+    idx = index_for(table)
+    groups = idx.groups((by,))
+    keep = set(int(r) for r in rows)
+    out = []
+    for key, members in groups.items():
+        mine = np.asarray([m for m in members if int(m) in keep], dtype=np.int64)
+        if len(mine) == 0:
+            continue
+        if agg == "count":
+            out.append((_fmt(table, by, key, 2), float(len(mine))))
+            continue
+        st = column_stats(table, mine, p["column"])
+        if st is not None:
+            out.append((_fmt(table, by, key, 2), st[agg]))
+    if not out:
+        raise ProgramError("no group in the filter has a value")
+    return sorted(out, key=lambda kv: -kv[1])
+
+
+def _run_group(table: Table, p: dict, d: int) -> str:
+    col = p.get("column") if p["agg"] != "count" else None
+    return ", ".join(f"{g}: {_fmt(table, col, v, d)}" for g, v in group_values(table, p))
+
+
+LIST_OPS: dict[str, Callable[[Table, dict, int], str]] = {
+    "list": _run_list,
+    "top": _run_top,
+    "distinct": _run_distinct,
+    "group": _run_group,
+}
+
+
 def run_program(table: Table, program: dict) -> str:
     """Recompute the normalized answer of a program from the table.
 
@@ -545,11 +678,11 @@ def run_program(table: Table, program: dict) -> str:
         if op == "aggregate":
             return _run_aggregate(table, program, d)
         if op == "claim":
-            row = _row_of(table, program)
-            actual = _fmt(table, program["column"], _value(table, row, program["column"]), d)
-            return "yes" if actual == program["value"] else "no"
+            return _run_claim(table, program, d)
         if op == "summary_row":
             return row_summary(table, _row_of(table, program), program["columns"], d)
+        if op in LIST_OPS:
+            return LIST_OPS[op](table, program, d)
         if op == "summary_group":
             return group_summary(
                 table,
@@ -693,7 +826,20 @@ def pandas_expr(table: Table, program: dict) -> str:
         return f"df.set_index({ent!r}).loc[{program['entities']!r}, {col!r}].{fn}()"
     if op == "summary_row":
         return _select_expr(table, program["entity"], program["row_id"], program["columns"])
-    mask = _mask_expr(program["where"])
+    mask = _mask_expr(program["where"]) if program["where"] else "slice(None)"
+    if op == "list":
+        return f"df.loc[{mask}, {ent!r}].tolist()" if ent else f"df.loc[{mask}].index.tolist()"
+    if op == "top":
+        fn = "nlargest" if program["direction"] == "max" else "nsmallest"
+        top = f"df.loc[{mask}].{fn}({program['k']}, {program['column']!r}, keep='all')"
+        return f"{top}[[{ent!r}, {program['column']!r}]]" if ent else top
+    if op == "distinct":
+        return f"df.loc[{mask}, {program['column']!r}].nunique()"
+    if op == "group":
+        if program["agg"] == "count":
+            return f"df.loc[{mask}].groupby({program['by']!r}).size()"
+        by, col, agg = program["by"], program["column"], program["agg"]
+        return f"df.loc[{mask}].groupby({by!r})[{col!r}].{agg}()"
     if op == "superlative":
         fn = "idxmax" if program["direction"] == "max" else "idxmin"
         inner = f"df.loc[{mask}, {program['column']!r}].{fn}()"

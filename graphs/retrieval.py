@@ -21,18 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_loaders.mentions import NUMBER, Match, NameIndex, normalize
 from data_loaders.serialize import format_value, serialize_fact
 from data_loaders.table import Table
-from data_loaders.templates import col_words
 from graphs.config import RetrievalConfig
-
-_NON_WORD = re.compile(r"[^0-9a-z.]+")
-_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
-# Words that never form an entity or value name on their own.
-_STOP = frozenset(
-    "a an the of and or is are was were in on at to for with by from it its this that what which "
-    "who how many much does do did has have had be".split()
-)
 
 AGG_WORDS = {
     "count": ("how many", "count the", "number of"),
@@ -69,24 +61,6 @@ OP_WORDS = {
     ">=": ("at least",),
     "<=": ("at most",),
 }
-
-
-def normalize(text: str) -> str:
-    """Lowercase; every run of characters other than letters, digits and '.' becomes a space."""
-    s = _NON_WORD.sub(" ", str(text).lower().replace(",", ""))
-    return " ".join(t.strip(".") for t in s.split() if t.strip("."))
-
-
-@dataclass
-class Match:
-    """A span of the query's normalized tokens that names something in a table."""
-
-    start: int  # first token
-    end: int  # one past the last token
-    kind: str  # "entity", "value" (categorical value) or "column"
-    column: str | None
-    value: Any  # the row id (entity), the cell value (value) or None (column)
-    text: str  # the normalized words matched
 
 
 @dataclass
@@ -128,96 +102,6 @@ class QueryParse:
         return 10 * len(self.entities) + 3 * len(self.values) + len(self.columns)
 
 
-class NameIndex:
-    """Name lookups for one table: entity names, categorical values and column words.
-
-    It maps the words of a question to what they name; `data_loaders.programs.TableIndex` is
-    the other per-table index, which caches the computations programs run over the rows.
-    """
-
-    MAX_CATEGORIES = 60  # categorical columns with more distinct values are not indexed as values
-
-    def __init__(self, table: Table):
-        self.table = table
-        self.names: dict[str, tuple[str, str | None, Any]] = {}
-        ent = table.entity_column
-        if ent is not None:
-            for rid, name in enumerate(table.df[ent].tolist()):
-                key = normalize(name)
-                if _usable_name(key):
-                    self.names.setdefault(key, ("entity", ent, rid))
-        # Categorical values by column, numbers included ("<column> 1976"):
-        # a number names a value only right after its column's words (see `_column_filters`).
-        self.categories: dict[str, dict[str, Any]] = {}
-        for col in table.columns_of("categorical"):
-            uniq = table.df[col].dropna().unique()
-            if len(uniq) > self.MAX_CATEGORIES:
-                continue
-            self.categories[col] = {normalize(format_value(v)): v for v in uniq}
-            for v in uniq:
-                key = normalize(v)
-                if _usable_name(key):
-                    self.names.setdefault(key, ("value", col, v))
-                    if key.isalpha() and len(key) > 3:  # "chinstraps" for the value Chinstrap
-                        self.names.setdefault(f"{key}s", ("value", col, v))
-        for col in table.columns:
-            if col == ent:
-                continue
-            for words in {col_words(table, col), table.display_name(col), col}:
-                key = normalize(words.replace("_", " "))
-                if key:
-                    self.names.setdefault(key, ("column", col, None))
-        # A unit that belongs to one column names it too ("the mpg of X"): only word-like
-        # units of two letters or more, so "s" or "%" never do.
-        owners: dict[str, set[str]] = {}
-        for col, unit in table.units.items():
-            key = normalize(unit or "")
-            if col != ent and re.fullmatch(r"[a-z][a-z ]+", key) and key not in _STOP:
-                owners.setdefault(key, set()).add(col)
-        for key, cols in owners.items():
-            if len(cols) == 1:
-                self.names.setdefault(key, ("column", next(iter(cols)), None))
-        self.max_len = max((len(k.split()) for k in self.names), default=1)
-        self._one_word_columns = [
-            k for k, v in self.names.items() if v[0] == "column" and " " not in k and len(k) >= 5
-        ]
-
-    def find(self, tokens: Sequence[str]) -> list[Match]:
-        """Non-overlapping matches, longest first (entities before values before columns)."""
-        cands = []
-        for n in range(min(self.max_len, len(tokens)), 0, -1):
-            for i in range(len(tokens) - n + 1):
-                hit = self.names.get(" ".join(tokens[i : i + n]))
-                if hit is not None:
-                    cands.append(
-                        Match(i, i + n, hit[0], hit[1], hit[2], " ".join(tokens[i : i + n]))
-                    )
-        # An inflected one-word column name ("weighs" for "weight"): same first five letters,
-        # lengths within one; only where nothing longer matched.
-        for i, tok in enumerate(tokens):
-            if len(tok) < 5 or tok in self.names:
-                continue
-            stems = {self.names[k][1] for k in self._one_word_columns
-                     if k[:5] == tok[:5] and abs(len(k) - len(tok)) <= 1}
-            if len(stems) == 1:
-                cands.append(Match(i, i + 1, "column", stems.pop(), None, tok))
-        order = {"entity": 0, "value": 1, "column": 2}
-        cands.sort(key=lambda m: (-(m.end - m.start), order[m.kind], m.start))
-        used: set[int] = set()
-        out = []
-        for m in cands:
-            span = set(range(m.start, m.end))
-            if span & used:
-                continue
-            used |= span
-            out.append(m)
-        return sorted(out, key=lambda m: m.start)
-
-
-def _usable_name(key: str) -> bool:
-    return bool(key) and len(key) > 1 and key not in _STOP and not _NUMBER.match(key)
-
-
 def parse_query(query: str, index: NameIndex) -> QueryParse:
     """Read what a query names in one table: entities, values, columns, filters, aggregates."""
     tokens = normalize(query).split()
@@ -227,7 +111,7 @@ def parse_query(query: str, index: NameIndex) -> QueryParse:
     p.values = [m for m in matches if m.kind == "value"]
     p.columns = [m for m in matches if m.kind == "column"]
     in_entity = {i for m in p.entities for i in range(m.start, m.end)}
-    p.numbers = [float(t) for i, t in enumerate(tokens) if i not in in_entity and _NUMBER.match(t)]
+    p.numbers = [float(t) for i, t in enumerate(tokens) if i not in in_entity and NUMBER.match(t)]
     text = " ".join(tokens)
     for agg, words in AGG_WORDS.items():
         if any(re.search(rf"\b{w}\b", text) for w in words):
@@ -277,7 +161,7 @@ def _column_filters(
                     break
             if op != "==":
                 break
-        if i < len(tokens) and _NUMBER.match(tokens[i]):
+        if i < len(tokens) and NUMBER.match(tokens[i]):
             out.append((m.start, Filter(m.column, op, float(tokens[i]))))
     return out
 
