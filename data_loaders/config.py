@@ -136,6 +136,10 @@ class PrepareConfig(StrictModel):
             "claim": 0.18,
             "summary_row": 0.1,
             "summary_group": 0.05,
+            "list": 0.03,
+            "top": 0.03,
+            "distinct": 0.02,
+            "group": 0.03,
         },
         description="Relative weight of each question type in the budget (0 turns one off).",
     )

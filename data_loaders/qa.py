@@ -39,7 +39,9 @@ import numpy as np
 import pandas as pd
 
 from data_loaders.config import PrepareConfig
+from data_loaders.mentions import NameIndex
 from data_loaders.naming import plural
+from data_loaders.program_text import mask_request, program_messages, to_text
 from data_loaders.programs import (
     ProgramError,
     facts_for,
@@ -48,6 +50,7 @@ from data_loaders.programs import (
     rows_where,
     run_program,
     superlative_row,
+    top_rows,
 )
 from data_loaders.schema import TASK_OF_TYPE, Provenance, QAPair
 from data_loaders.serialize import MAX_CELL_CHARS, format_number
@@ -65,6 +68,8 @@ MAX_FILTER_VALUES = 1000  # categorical columns with more distinct values are no
 MAX_FAILURES = 200  # consecutive failed draws after which a question type counts as exhausted
 SUMMARY_GROUP_COLUMNS = 2  # numeric columns described in a group summary
 TIE_RATIO = 4  # superlatives skip groups larger than this many times a column's distinct values
+MAX_GROUPS = 12  # group-by and distinct: categorical columns with at most this many values
+MAX_LIST = 12  # list questions pick filters matching at most this many rows
 THRESHOLD_LEVELS = 49  # quantiles offered as numeric thresholds (2%, 4%, ..., 98%)
 
 
@@ -176,6 +181,7 @@ class PairGenerator:
         self.table = table
         self.config = config
         self.idx = index_for(table)
+        self.names = NameIndex(table)
         self.split_of_row = split_of_row
         self.seen = seen
         self.decimals = config.decimals
@@ -204,6 +210,7 @@ class PairGenerator:
             if c in set(self.numeric_cols + self.filter_cols + dates) and c not in named
         ]
         self.lookup_cols = [c for c in table.columns if c not in named]
+        self.group_cols = [c for c in self.filter_cols if distinct(c) <= MAX_GROUPS]
         self._makers: dict[str, Callable[..., QAPair | None]] = {
             "lookup": self._lookup,
             "compare": self._compare,
@@ -212,6 +219,10 @@ class PairGenerator:
             "claim": self._claim,
             "summary_row": self._summary_row,
             "summary_group": self._summary_group,
+            "list": self._list,
+            "top": self._top,
+            "distinct": self._distinct,
+            "group": self._group,
         }
 
     # ----------------------------------------------------------------------------------------
@@ -228,6 +239,10 @@ class PairGenerator:
             "claim": bool(self.claim_cols),
             "summary_row": bool(self.lookup_cols),
             "summary_group": can_filter,
+            "list": can_filter and self.table.entity_column is not None,
+            "top": bool(self.numeric_cols) and self.table.entity_column is not None,
+            "distinct": bool(self.group_cols),
+            "group": bool(self.group_cols),
         }[qtype]
 
     def generate(
@@ -333,6 +348,7 @@ class PairGenerator:
         cols += [c["column"] for c in program.get("where", [])]
         if t.entity_column:
             cols.insert(0, t.entity_column)
+        masked = mask_request(question, self.names)
         return QAPair(
             id=pair_id(t.content_hash, tmpl.id, program),
             task=TASK_OF_TYPE[tmpl.qtype],
@@ -350,6 +366,8 @@ class PairGenerator:
                 columns=list(dict.fromkeys(cols)),
                 program={**program, "pandas": pandas_expr(t, program)},
             ),
+            program_input=program_messages(t, masked)[1]["content"],
+            program_text=to_text(program, masked),
         )
 
     def _where(
@@ -612,3 +630,67 @@ class PairGenerator:
             "evidence": evidence,
         }
         return self._make(tmpl, program, self._where_slots(where), shown, facts)
+
+    # ---- row-set questions (answers computed by the program, context: a sample of rows) ----
+    def _set_pair(self, tmpl, program: dict, slots: dict, rows: np.ndarray, code, rng):
+        shown = self._sample_in_split(rows, code, max(1, self.max_ctx // 2), rng)
+        if not shown:
+            return None
+        return self._make(tmpl, {**program, "evidence": "program"}, slots, shown)
+
+    def _list(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        where = self._where(pool, rng)
+        if where is None:
+            return None
+        rows = rows_where(self.table, where)
+        if not 2 <= len(rows) <= MAX_LIST:
+            return None
+        program = {"op": "list", "where": where}
+        return self._set_pair(tmpl, program, self._where_slots(where), rows, code, rng)
+
+    def _top(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        col = self._pick(self.numeric_cols, rng)
+        where: list[dict] = []
+        if "{where_with}" in tmpl.text:
+            where = self._where(pool, rng, exclude=col) or []
+            if not where:
+                return None
+        k = int(rng.integers(2, 6))
+        direction = "max" if rng.random() < 0.6 else "min"
+        program = {"op": "top", "k": k, "column": col, "direction": direction, "where": where}
+        rows = top_rows(self.table, program)
+        if len(rows) != k:  # a tie at the k-th value would make the question ambiguous
+            return None
+        slots = {
+            "k": str(k),
+            "col": col_words(self.table, col),
+            "most": "highest" if direction == "max" else "lowest",
+            **(self._where_slots(where) if where else {}),
+        }
+        return self._set_pair(tmpl, program, slots, rows, code, rng)
+
+    def _distinct(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        col = self._pick(self.group_cols, rng)
+        where: list[dict] = []
+        if "{where_with}" in tmpl.text:
+            where = self._where(pool, rng, exclude=col) or []
+            if not where or any(c["column"] == col for c in where):
+                return None
+        rows = rows_where(self.table, where)
+        program = {"op": "distinct", "column": col, "where": where}
+        slots = {"col": col_words(self.table, col), **(self._where_slots(where) if where else {})}
+        return self._set_pair(tmpl, program, slots, rows, code, rng)
+
+    def _group(self, tmpl, split, code, pool, rng) -> QAPair | None:
+        agg = tmpl.agg or "mean"
+        by = self._pick(self.group_cols, rng)
+        col = None
+        if agg != "count":
+            cols = [c for c in self.numeric_cols if c != by]
+            if not cols:
+                return None
+            col = self._pick(cols, rng)
+        program = {"op": "group", "agg": agg, "column": col, "by": by, "where": []}
+        rows = rows_where(self.table, [])
+        slots = {"col": col_words(self.table, col) if col else "", "by": col_words(self.table, by)}
+        return self._set_pair(tmpl, program, slots, rows, code, rng)

@@ -21,6 +21,10 @@ QUESTION_TYPES = (
     "claim",
     "summary_row",
     "summary_group",
+    "list",
+    "top",
+    "distinct",
+    "group",
 )
 TASK_OF_TYPE: dict[str, str] = {
     "lookup": "qa",
@@ -30,6 +34,10 @@ TASK_OF_TYPE: dict[str, str] = {
     "claim": "validate",
     "summary_row": "summarize",
     "summary_group": "summarize",
+    "list": "qa",
+    "top": "qa",
+    "distinct": "qa",
+    "group": "qa",
 }
 
 
@@ -58,3 +66,13 @@ class QAPair(BaseModel):
     context: str = Field(description="Supporting rows and facts in the `serialize` format.")
     entities: list[str] = Field(description="Entity names the pair mentions or shows.")
     provenance: Provenance
+    program_input: str | None = Field(
+        None,
+        description="The program prompt's user message: compact schema, mention slots and the "
+        "request with its mentions masked (`data_loaders.program_text.program_messages`).",
+    )
+    program_text: str | None = Field(
+        None,
+        description="The program in the student's one-line language over the mention slots "
+        "(the training target); None when the request does not show every mention it needs.",
+    )

@@ -86,6 +86,31 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "Describe the {nouns} whose {where_is}.",
         "Give an overview of the {nouns} with {where_with}.",
     ],
+    # Row-set questions: their answers are computed by the program (lists, rankings, groups)
+    # and are not meant to be read off a context.
+    "list": [
+        "List the {nouns} with {where_with}.",
+        "Which {nouns} have {where_with}?",
+        "Name all {nouns} whose {where_is}.",
+    ],
+    "top": [
+        "What are the {k} {nouns} with the {most} {col}?",
+        "Which {k} {nouns} have the {most} {col}?",
+        "Among {nouns} with {where_with}, which {k} have the {most} {col}?",
+    ],
+    "distinct": [
+        "How many different {col} values are there?",
+        "How many distinct {col} values do the {nouns} have?",
+        "How many different {col} values do {nouns} with {where_with} have?",
+    ],
+    "group": [
+        ("mean", "What is the average {col} for each {by}?"),
+        ("mean", "Mean {col} by {by}?"),
+        ("max", "What is the highest {col} for each {by}?"),
+        ("min", "What is the lowest {col} per {by}?"),
+        ("count", "How many {nouns} are there for each {by}?"),
+        ("count", "Count the {nouns} by {by}."),
+    ],
 }
 
 
