@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -547,3 +548,78 @@ def route_of(op: str) -> str:
 def read_program(text: str, masked: Masked, index: NameIndex, decimals: int = 2) -> dict:
     """`parse_text` then `bind`: the dataset program a model's line stands for."""
     return bind(parse_text(text), masked, index, decimals)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a model's programs over a dataset's tables
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Executed:
+    """What running one model line gave: the answer (None when it failed) and why not."""
+
+    text: str
+    program: dict | None
+    answer: str | None
+    error: str | None
+
+
+class ProgramReader:
+    """Masks requests, reads program lines and runs them, over a fixed set of tables."""
+
+    def __init__(self, tables: list[Table], decimals: int = 2):
+        self.indexes = {t.name: NameIndex(t) for t in tables}
+        self.decimals = decimals
+
+    def index(self, table_name: str) -> NameIndex:
+        """The `NameIndex` of a table by name."""
+        try:
+            return self.indexes[table_name]
+        except KeyError:
+            raise ProgramError(f"no table named {table_name!r}") from None
+
+    def mask(self, table_name: str, request: str) -> Masked:
+        """`mask_request` over the named table."""
+        return mask_request(request, self.index(table_name))
+
+    def run(self, table_name: str, request: str, text: str) -> Executed:
+        """Read `text` as a program for `request` and run it; errors are returned, not raised."""
+        from data_loaders.programs import run_program
+
+        index = self.index(table_name)
+        masked = mask_request(request, index)
+        try:
+            prog = read_program(text, masked, index, self.decimals)
+            return Executed(text, prog, run_program(index.table, prog), None)
+        except ProgramError as e:
+            return Executed(text, None, None, str(e))
+
+
+def dataset_tables(data_dir: str | Path) -> list[Table]:
+    """Load the tables a dataset was built from, as ``prepare`` read them (its manifest).
+
+    Raises:
+        InputError: the manifest is missing, a source file is gone, or its content changed.
+    """
+    import json
+
+    from data_loaders.config import TableConfig
+    from data_loaders.errors import InputError
+    from data_loaders.loaders import load_table
+
+    manifest = Path(data_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise InputError(f"{manifest}: not found; make the dataset with `distillgraph prepare`")
+    m = json.loads(manifest.read_text(encoding="utf-8"))
+    cfg = TableConfig(**((m.get("config") or {}).get("table") or {}))
+    tables = []
+    for src in m.get("sources", []):
+        t = load_table(src["source"], cfg)
+        if t.content_hash != src.get("content_hash"):
+            raise InputError(
+                f"{src['source']}: the table changed since `distillgraph prepare` built "
+                f"{data_dir} (hash {t.content_hash} != {src.get('content_hash')}); re-run prepare"
+            )
+        tables.append(t)
+    return tables

@@ -98,6 +98,9 @@ def _print_evaluate_summary(report: dict) -> None:
     for col in ("model", "role", "accuracy (95% CI)", "params", "size", "p50 latency", "speedup"):
         table.add_column(col)
     table.add_column("gap closed")
+    programs = report["config"].get("target") == "program"
+    if programs:
+        table.add_column("program exact / runs")
     for m in report["models"]:
         gap = (m.get("gap_closed") or {}).get("accuracy")
         table.add_row(
@@ -109,9 +112,16 @@ def _print_evaluate_summary(report: dict) -> None:
             fmt_num(m["cost"]["latency_ms"]["p50"], 0, " ms"),
             fmt_num(m["vs_reference"]["speedup_p50"], 2, "×"),
             "—" if gap is None else fmt_pct(gap, 0),
+            *(
+                [f"{fmt_pct(m['program']['exact_match'], 1)} / {fmt_pct(m['program']['runs'], 1)}"]
+                if programs
+                else []
+            ),
         )
     console = Console()
     console.print(table)
+    if programs:
+        console.print("accuracy scores the answer the table computes from each model's program")
     console.print(f"report: {Path(report['config']['out']) / 'report.md'}")
 
 
@@ -177,6 +187,14 @@ def evaluate_command(
             help="Put the headline table into each evaluated student's README.md.",
         ),
     ] = True,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="program: each model writes the pair's program and the table's result is "
+            "scored (what the agent graph does); answer: answers read from the context; "
+            "auto: program when the dataset carries program targets."
+        ),
+    ] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Evaluate models side by side: accuracy per task/type, gap closed, cost and speed."""
@@ -199,5 +217,6 @@ def evaluate_command(
         seed=seed,
         progress=progress,
         update_model_cards=model_card,
+        target=target,
     )
     _print_evaluate_summary(report)

@@ -121,13 +121,20 @@ class DistillationConfig(StrictModel):
         Path("runs/distill"),
         description="Run directory: checkpoints, training_history.jsonl, teacher_cache, student/.",
     )
+    target: Literal["program", "answer"] = Field(
+        "program",
+        description="What the student learns to write. program: the one-line program over the "
+        "request's mention slots that the agent graph runs on the table (the pair's "
+        "program_text; routing comes from its op, so no routing examples are added). answer: "
+        "the answer text read from the pair's context rows (the graph then checks it).",
+    )
     routing_share: float = Field(
         0.25,
         ge=0.0,
         le=1.0,
         description="Share of train pairs added again as routing examples (prompt: the agent "
         "graph's routing question about the pair's question; answer: its task), so the student "
-        "can route in the graph. 0 turns them off.",
+        "can route in the graph. 0 turns them off. Used with target=answer only.",
     )
 
     # ---------------------------------------------------------------- loss

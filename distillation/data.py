@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 ROUTE_KIND = "route"  # `kind` of a routing example (see `routing_records`)
+PROGRAM_KIND = "program"  # `kind` of a program example (see `program_records`)
 REQUIRED_FIELDS = ("question", "answer", "context")
 # Buckets hold this many batches: large enough to group similar lengths, small enough that the
 # epoch order stays well shuffled.
@@ -129,6 +130,42 @@ def routing_records(records: Sequence[Mapping], share: float, seed: int) -> list
     ]
 
 
+def program_records(records: Sequence[Mapping]) -> list[dict]:
+    """Program examples: prompt = the pair's program prompt, answer = its one-line program.
+
+    The student's job in the graph is to read a request and write the program the table runs
+    (`data_loaders.program_text`); ``prepare`` stores both halves in every pair
+    (``program_input``, ``program_text``). The original answer is kept as ``reference``.
+
+    Raises:
+        InputError: no pair carries a program target (a dataset from an older ``prepare``).
+    """
+    out = []
+    for r in records:
+        if r.get("kind") == ROUTE_KIND or not r.get("program_text") or not r.get("program_input"):
+            continue
+        out.append({**r, "kind": PROGRAM_KIND, "question": r["program_input"],
+                    "answer": r["program_text"], "context": "", "reference": r["answer"]})
+    if not out and records:
+        raise InputError(
+            "target: program, but no pair has a program target (program_input/program_text); "
+            "re-create the dataset with `distillgraph prepare`, or set target=answer"
+        )
+    return out
+
+
+def prompt_messages(pair: Mapping[str, Any]) -> list[dict]:
+    """The chat messages a pair's prompt is made of (program, routing or answer example)."""
+    if pair.get("kind") == ROUTE_KIND:
+        return build_route_messages(pair["question"])
+    if pair.get("kind") == PROGRAM_KIND:
+        from data_loaders.program_text import PROGRAM_SYSTEM
+
+        return [{"role": "system", "content": PROGRAM_SYSTEM},
+                {"role": "user", "content": pair["question"]}]
+    return build_messages(pair.get("context", ""), pair["question"])
+
+
 # --------------------------------------------------------------------------------------------
 # Tokenizing
 # --------------------------------------------------------------------------------------------
@@ -195,7 +232,8 @@ def encode_example(
 ) -> dict[str, list[int]]:
     """Tokenize one pair for training: prompt masked, answer + end-of-turn as labels.
 
-    A routing example (``kind: "route"``, from `routing_records`) gets the routing prompt.
+    A routing example (``kind: "route"``, from `routing_records`) gets the routing prompt and a
+    program example (``kind: "program"``, from `program_records`) the program prompt.
 
     ``labels[t]`` is ``input_ids[t]`` on answer and end-of-turn tokens and -100 on the prompt
     (the HF convention; the batch shifts them). A prompt that would make the example longer than
@@ -209,10 +247,7 @@ def encode_example(
     """
     if hasattr(pair, "model_dump"):
         pair = pair.model_dump()
-    if pair.get("kind") == ROUTE_KIND:
-        prompt = encode_messages(tokenizer, build_route_messages(pair["question"]))
-    else:
-        prompt = encode_prompt(tokenizer, pair["context"], pair["question"])
+    prompt = encode_messages(tokenizer, prompt_messages(pair))
     answer = tokenizer(pair["answer"].strip(), add_special_tokens=False)["input_ids"]
     answer = answer + [end_of_turn_id(tokenizer)]
     room = max_seq_len - len(answer)

@@ -41,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from data_loaders.errors import InputError
+from data_loaders.program_text import ProgramReader, dataset_tables
 from data_loaders.schema import TASK_OF_TYPE, QAPair
 from distillation import metrics
+from distillation.data import PROGRAM_KIND
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -52,6 +54,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HISTORY_FILENAME = "training_history.jsonl"
 ANSWER_SLACK_TOKENS = 8
 MAX_AUTO_NEW_TOKENS = 512
+PROGRAM_MAX_NEW_TOKENS = 48  # the longest programs are ~25 tokens
 Limit = Callable[[QAPair], int]  # new-token limit for one example
 _METRIC_KEYS = ("accuracy", "exact_match", "numeric_match", "token_f1", "yes_no", "rouge_l")
 _PROPORTIONS = frozenset({"exact_match", "numeric_match", "yes_no"})
@@ -350,6 +353,7 @@ class LoadedModel:
     peak_memory_bytes: int | None = None
     memory_method: str = ""
     predictions: dict[str, str] = field(default_factory=dict)
+    programs: dict[str, str] = field(default_factory=dict)  # program lines (target: program)
     batched_s: float = 0.0
     batched_answers: int = 0
     batched_tokens: int = 0
@@ -365,14 +369,31 @@ def _sync(device_type: str) -> None:
         torch.cuda.synchronize()
 
 
+Item = Callable[[QAPair], Any]
+
+
+def answer_item(ex: QAPair) -> QAPair:
+    """The prompt of the answer target: the pair's context and question."""
+    return ex
+
+
+def program_item(ex: QAPair) -> dict:
+    """The prompt of the program target: the pair's program prompt (`data.prompt_messages`)."""
+    return {"kind": PROGRAM_KIND, "question": ex.program_input}
+
+
 def _generate_block(
-    m: LoadedModel, block: list[QAPair], max_new_tokens: int | list[int]
+    m: LoadedModel, block: list[QAPair], max_new_tokens: int | list[int], item: Item = answer_item
 ) -> list[str]:
     from distillation.generation import generate_answers
 
     return list(
         generate_answers(
-            m.model, m.tokenizer, block, max_new_tokens=max_new_tokens, batch_size=len(block)
+            m.model,
+            m.tokenizer,
+            [item(ex) for ex in block],
+            max_new_tokens=max_new_tokens,
+            batch_size=len(block),
         )
     )
 
@@ -382,14 +403,18 @@ def _answer_tokens(tokenizer: PreTrainedTokenizerBase, answers: Sequence[str]) -
 
 
 def _generate_one_timed(
-    m: LoadedModel, example: QAPair, max_new_tokens: int, device_type: str
+    m: LoadedModel,
+    example: QAPair,
+    max_new_tokens: int,
+    device_type: str,
+    item: Item = answer_item,
 ) -> tuple[float, float | None, int]:
     """Answer one example at batch 1; return (latency s, time to first token s, new tokens)."""
     import torch
     from transformers import GenerationConfig
     from transformers.generation.streamers import BaseStreamer
 
-    from distillation.data import encode_prompt, end_of_turn_id
+    from distillation.data import encode_messages, end_of_turn_id, prompt_messages
 
     class _FirstToken(BaseStreamer):
         # generate() calls put() once with the prompt, then once per new token.
@@ -407,7 +432,9 @@ def _generate_one_timed(
 
     tok = m.tokenizer
     device = next(m.model.parameters()).device
-    ids = torch.tensor([encode_prompt(tok, example.context, example.question)], device=device)
+    it = item(example)
+    it = it.model_dump() if hasattr(it, "model_dump") else it
+    ids = torch.tensor([encode_messages(tok, prompt_messages(it))], device=device)
     # Same stopping rule as generate_answers: end of the assistant turn, or eos.
     stop = [end_of_turn_id(tok)]
     if tok.eos_token_id is not None and tok.eos_token_id not in stop:
@@ -506,6 +533,26 @@ def _accuracy_block(
         "by_task": {t: summarize(groups["by_task", t]) for t in tasks},
         "by_qtype": {q: summarize(groups["by_qtype", q]) for q in qtypes},
     }, scores
+
+
+def _program_block(examples: list[QAPair], m: LoadedModel) -> dict[str, Any]:
+    """Program exact match and the share of programs that ran, overall and per question type."""
+    by: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for ex in examples:
+        line = (m.programs.get(ex.id) or "").strip()
+        ran = not m.predictions.get(ex.id, "").startswith("(no answer:")
+        by[ex.qtype].append((line == ex.program_text, ran))
+    rows = [r for v in by.values() for r in v]
+
+    def share(xs: list[tuple[bool, bool]], k: int) -> float:
+        return sum(x[k] for x in xs) / len(xs) if xs else 0.0
+
+    return {
+        "exact_match": share(rows, 0),
+        "runs": share(rows, 1),
+        "by_qtype": {q: {"exact_match": share(v, 0), "runs": share(v, 1), "n": len(v)}
+                     for q, v in sorted(by.items())},
+    }
 
 
 def _gap_closed(ref: dict, base: dict, cand: dict) -> dict:
@@ -641,7 +688,13 @@ def _check_inputs(
 
 
 def _load_and_warm_up(
-    m: LoadedModel, examples: list[QAPair], batch_size: int, limit: Limit, device, dtype
+    m: LoadedModel,
+    examples: list[QAPair],
+    batch_size: int,
+    limit: Limit,
+    device,
+    dtype,
+    item: Item = answer_item,
 ) -> None:
     """Load one model, run one untimed batch-1 and batched generation, record peak memory."""
     from distillation.models import load_model_and_tokenizer
@@ -651,8 +704,10 @@ def _load_and_warm_up(
         m.model, m.tokenizer = load_model_and_tokenizer(m.spec, dtype=dtype, device=str(device))
         m.load_s = time.perf_counter() - t0
         m.model.eval()
-        _generate_one_timed(m, examples[0], limit(examples[0]), device.type)
-        _generate_block(m, examples[:batch_size], [limit(ex) for ex in examples[:batch_size]])
+        _generate_one_timed(m, examples[0], limit(examples[0]), device.type, item)
+        _generate_block(
+            m, examples[:batch_size], [limit(ex) for ex in examples[:batch_size]], item
+        )
     m.peak_memory_bytes, m.memory_method = mem.delta, mem.method
 
 
@@ -663,8 +718,13 @@ def _batched_pass(
     limit: Limit,
     device_type: str,
     progress: bool,
+    item: Item = answer_item,
+    execute: Callable[[QAPair, str], str] | None = None,
 ) -> None:
     """Answer every example with every model; blocks interleave models in rotating order.
+
+    With `execute` (target: program) each generated line is kept in ``m.programs`` and the
+    prediction scored is what running it on the table gives (`execute(example, line)`).
 
     Blocks group examples of one task and similar reference length: a block decodes until its
     longest answer is done, so a summary no longer holds seven one-word answers back.
@@ -677,11 +737,14 @@ def _batched_pass(
             m = models[(j + k) % len(models)]
             _sync(device_type)
             t0 = time.perf_counter()
-            answers = _generate_block(m, block, [limit(ex) for ex in block])
+            answers = _generate_block(m, block, [limit(ex) for ex in block], item)
             _sync(device_type)
             m.batched_s += time.perf_counter() - t0
             m.batched_answers += len(block)
             m.batched_tokens += _answer_tokens(m.tokenizer, answers)
+            if execute is not None:
+                m.programs.update({ex.id: a for ex, a in zip(block, answers, strict=True)})
+                answers = [execute(ex, a) for ex, a in zip(block, answers, strict=True)]
             m.predictions.update({ex.id: a for ex, a in zip(block, answers, strict=True)})
             bar.update(len(block))
     bar.close()
@@ -693,13 +756,14 @@ def _latency_pass(
     limit: Limit,
     device_type: str,
     progress: bool,
+    item: Item = answer_item,
 ) -> None:
     """Time each example at batch 1 with every model, models in rotating order per example."""
     bar = _progress(len(examples) * len(models), "latency (batch 1)", progress)
     for i, ex in enumerate(examples):
         for k in range(len(models)):
             m = models[(i + k) % len(models)]
-            lat, ttft, n_new = _generate_one_timed(m, ex, limit(ex), device_type)
+            lat, ttft, n_new = _generate_one_timed(m, ex, limit(ex), device_type, item)
             m.latency_s.append(lat)
             m.ttft_s.append(ttft)
             m.new_tokens_b1 += n_new
@@ -772,6 +836,12 @@ def _predictions_rows(
             "question": ex.question,
             "reference": ex.answer,
             "predictions": {m.label: m.predictions[ex.id] for m in models},
+            **(
+                {"program": ex.program_text,
+                 "programs": {m.label: m.programs.get(ex.id) for m in models}}
+                if any(m.programs for m in models)
+                else {}
+            ),
             "scores": {m.label: scores[m.label][i] for m in models},
         }
         for i, ex in enumerate(examples)
@@ -802,6 +872,7 @@ def evaluate_models(
     progress: bool = True,
     write: bool = True,
     update_model_cards: bool = True,
+    target: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate models side by side on one split and (by default) write the report.
 
@@ -828,6 +899,11 @@ def evaluate_models(
         progress: Show progress bars.
         write: Write report.json, report.md, predictions.jsonl and plots to ``out_dir``.
         update_model_cards: Put the headline table into each candidate's README.md.
+        target: ``"program"``: each model writes the pair's program (its program prompt) and
+            the answer scored is what the table computes from it, as the agent graph does;
+            program exact match and the share of programs that run are reported beside it.
+            ``"answer"``: the model answers from the pair's context. ``"auto"``: program when
+            every evaluated pair carries a program target.
 
     Returns:
         The report (the content of ``report.json``).
@@ -863,6 +939,29 @@ def evaluate_models(
         else max_new_tokens
     )
 
+    if target not in ("auto", "program", "answer"):
+        raise InputError(f"--target {target!r}: use program, answer or auto")
+    use_programs = target == "program" or (
+        target == "auto" and all(ex.program_text and ex.program_input for ex in examples)
+    )
+    item: Item = answer_item
+    execute = None
+    if use_programs:
+        if not all(ex.program_text and ex.program_input for ex in examples):
+            raise InputError(
+                "--target program: the split has pairs without a program target; re-create the "
+                "dataset with `distillgraph prepare`"
+            )
+        reader = ProgramReader(dataset_tables(plan.split_file.parent))
+        item = program_item
+
+        def execute(ex: QAPair, line: str) -> str:
+            done = reader.run(ex.provenance.table, ex.question, line)
+            return done.answer if done.answer is not None else f"(no answer: {done.error})"
+
+        if max_new_tokens is None:
+            limits = PROGRAM_MAX_NEW_TOKENS
+
     def limit(ex: QAPair) -> int:
         return limits[ex.task] if isinstance(limits, dict) else limits
     dev = resolve_device(device)
@@ -879,14 +978,17 @@ def evaluate_models(
     ]
 
     for m in models:
-        _load_and_warm_up(m, examples, batch_size, limit, dev, dtype)
-    _batched_pass(models, examples, batch_size, limit, dev.type, progress)
-    _latency_pass(models, examples[:latency_examples], limit, dev.type, progress)
+        _load_and_warm_up(m, examples, batch_size, limit, dev, dtype, item)
+    _batched_pass(models, examples, batch_size, limit, dev.type, progress, item, execute)
+    _latency_pass(models, examples[:latency_examples], limit, dev.type, progress, item)
 
     entries, scores = [], {}
     for m in models:
         accuracy, scores[m.label] = _accuracy_block(examples, m.predictions, seed)
-        entries.append(_model_entry(m, accuracy, batch_size))
+        entry = _model_entry(m, accuracy, batch_size)
+        if use_programs:
+            entry["program"] = _program_block(examples, m)
+        entries.append(entry)
     _compare(entries, plan.histories)
 
     qtype_counts: dict[str, int] = defaultdict(int)
@@ -914,6 +1016,7 @@ def evaluate_models(
             "device": device,
             "dtype": dtype,
             "seed": seed,
+            "target": "program" if use_programs else "answer",
         },
         "dataset": {
             "dir": str(data_path),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from distillation.data import encode_prompt, end_of_turn_id
+from distillation.data import encode_messages, end_of_turn_id, prompt_messages
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -20,7 +20,7 @@ def _prompt_ids(tokenizer: PreTrainedTokenizerBase, item: Any) -> list[int]:
     if hasattr(item, "model_dump"):  # QAPair
         item = item.model_dump()
     if isinstance(item, Mapping):
-        return encode_prompt(tokenizer, item.get("context", ""), item["question"])
+        return encode_messages(tokenizer, prompt_messages(item))
     if isinstance(item, str):  # an already rendered prompt (chat template applied)
         return tokenizer(item, add_special_tokens=False)["input_ids"]
     if isinstance(item, Sequence) and all(isinstance(i, int) for i in item):
@@ -44,8 +44,9 @@ def generate_answers(
     Args:
         model: a causal LM (eval/train mode is restored afterwards).
         tokenizer: its tokenizer (must have a chat template for pairs).
-        pairs_or_prompts: pairs (``QAPair`` or dicts with ``context`` and ``question``),
-            rendered prompt strings, or lists of prompt token ids.
+        pairs_or_prompts: pairs (``QAPair`` or dicts with ``context`` and ``question``; a
+            dict with ``kind: "program"`` gets the program prompt, see
+            `data.prompt_messages`), rendered prompt strings, or lists of prompt token ids.
         max_new_tokens: longest answer in tokens, for all inputs or one limit per input
             (batches then group similar limits and decode up to their largest).
         batch_size: prompts per forward.

@@ -54,6 +54,7 @@ from distillation.data import (
     as_records,
     encode_records,
     load_dataset_dir,
+    program_records,
     routing_records,
 )
 from distillation.history import HISTORY_FILE, append_history, last_eval, truncate_history
@@ -350,8 +351,10 @@ def read_records(
 ) -> tuple[list[dict], list[dict]]:
     """Train and val pairs from the arguments or from ``config.data_dir``.
 
-    The train pairs are followed by ``routing_share`` of them again as routing examples
-    (`data.routing_records`), which the teacher adaptation and the student both learn.
+    With ``target: program`` every pair becomes a program example (`data.program_records`).
+    With ``target: answer`` the train pairs are followed by ``routing_share`` of them again as
+    routing examples (`data.routing_records`). The teacher adaptation and the student both
+    learn what this returns.
     """
     if train_records is not None:
         if val_records is None:
@@ -365,6 +368,8 @@ def read_records(
             )
         splits = load_dataset_dir(config.data_dir, ("train", "val"))
         train, val = splits["train"], splits["val"]
+    if config.target == "program":
+        return program_records(train), program_records(val)
     return train + routing_records(train, config.routing_share, config.seed), val
 
 
