@@ -114,6 +114,8 @@ def mask_request(request: str, index: NameIndex) -> Masked:
     counts = {"E": 0, "C": 0, "V": 0}
 
     def slot(prefix: str, kind: str, column: str | None, value: Any, text: str) -> str:
+        if hasattr(value, "item") and not isinstance(value, str):  # numpy scalar -> Python
+            value = value.item()
         key = (kind, column, value if kind != "number" else float(value))
         if key not in seen:
             counts[prefix] += 1

@@ -303,6 +303,45 @@ class LocalChatModel(BaseChatModel):
             run_manager.on_llm_new_token(tail, chunk=chunk)
         yield chunk
 
+    # ---- programs: greedy text with its token probabilities --------------------------------
+
+    def generate_scored(
+        self, messages: Sequence[BaseMessage], max_new_tokens: int = 48
+    ) -> tuple[str, list[float]]:
+        """Greedy reply to `messages` and the probability of each generated token.
+
+        The agent graph reads the student's program with it: a low token probability marks a
+        reading the model is unsure of, and the graph asks back instead of answering.
+
+        Returns:
+            ``(text, [p(token_1), ..., p(token_n)])`` with the end-of-turn token not counted.
+        """
+        import torch
+
+        ids = self.prompt_ids(messages)
+        device = next(self.hf_model.parameters()).device
+        input_ids = torch.tensor([ids], device=device)  # (1, T)
+        gen = self._generate_kwargs(None, max_new_tokens=max_new_tokens, sampling_temperature=0)
+        eot = _end_of_turn(self.tokenizer)
+        with self._lock, torch.no_grad():
+            out = self.hf_model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                output_scores=True,
+                return_dict_in_generate=True,
+                eos_token_id=eot,
+                **gen,
+            )
+        new = out.sequences[0, len(ids) :]  # (T_new,)
+        probs = []
+        for step, tok in enumerate(new.tolist()):
+            if tok in eot:
+                break
+            p = torch.softmax(out.scores[step][0].float(), dim=-1)[tok]
+            probs.append(float(p))
+        text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        return text, probs
+
     # ---- routing by scoring ----------------------------------------------------------------
 
     def score_labels(
@@ -348,6 +387,16 @@ class LocalChatModel(BaseChatModel):
                     total += float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
                 scores[label] = total
         return scores
+
+
+def _end_of_turn(tokenizer: Any) -> list[int]:
+    """Token ids that end an assistant turn: the chat template's end-of-turn and eos."""
+    from distillation.data import end_of_turn_id
+
+    ids = [end_of_turn_id(tokenizer)]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
 
 
 class _StopFilter:

@@ -134,6 +134,29 @@ class RouterConfig(StrictModel):
     )
 
 
+class ProgramConfig(StrictModel):
+    """How the graph reads a request into a table program with the student."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="'auto': a local student writes programs when it passes the program probe "
+        "(one distilled with target=program does); 'on': always (e.g. the student behind an "
+        "OpenAI-compatible endpoint); 'off': never (the student "
+        "answers from the retrieved rows and the answer is checked).",
+    )
+    min_confidence: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Lowest token probability in the student's program below which the graph "
+        "asks back ('Do you mean ...?') instead of answering.",
+    )
+    max_new_tokens: int = Field(48, ge=8, le=256, description="Longest program, in tokens.")
+    repair: bool = Field(
+        True, description="Give a program that does not run one retry with the error in the prompt."
+    )
+
+
 class ValidationConfig(StrictModel):
     """Tolerances of the answer check against the table."""
 
@@ -164,6 +187,9 @@ class GraphConfig(StrictModel):
     max_input_chars: int = Field(2000, ge=10, description="Longer user messages are refused.")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Context caps.")
     router: RouterConfig = Field(default_factory=RouterConfig, description="Routing settings.")
+    program: ProgramConfig = Field(
+        default_factory=ProgramConfig, description="Reading requests into table programs."
+    )
     validation: ValidationConfig = Field(
         default_factory=ValidationConfig, description="Answer-check tolerances."
     )

@@ -34,6 +34,7 @@ from data_loaders.table import Table
 from data_loaders.templates import entity_noun
 from graphs import prompts
 from graphs.config import GraphConfig
+from graphs.programs import Programmer, ask_back, plain_failure, run_reading
 from graphs.retrieval import Retrieval, Retriever, target_columns, where_conditions
 from graphs.state import ROUTES, Route, State, Verdict, turn_defaults
 from graphs.validation import (
@@ -52,6 +53,8 @@ _SUMMARIZE = [re.compile(p, re.I) for p in prompts.SUMMARIZE_PATTERNS]
 _YES_NO_START = re.compile(r"^\s*(?:is|are|does|do|did|has|have|was|were)\b", re.I)
 _ALTERNATIVE = re.compile(r"\bor\b", re.I)
 _FOLLOW_UP = [re.compile(p, re.I) for p in prompts.FOLLOW_UP_PATTERNS]
+_YES = re.compile(r"^\s*(?:yes|yep|yeah|y|sure|right|correct|exactly|please do|yes please)\b"
+                  r"[\s.!]*$", re.I)
 _FOLLOW_UP_COLUMN = re.compile(
     r"^\s*(?:and|also|what about|how about)?\s*(?:its|their|the)\s+(?P<col>[^?.!]+?)\s*[?.!]*\s*$",
     re.I,
@@ -217,12 +220,20 @@ class Nodes:
     fallback_factory: Callable[[], BaseChatModel] | None = None
     fallback_name: str = "fallback"
     router: Router = field(init=False)
+    programmer: Programmer = field(init=False)
     _fallback_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _pronoun: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.router = Router(self.student, self.config.router.mode, self.config.router.min_margin)
         self._pronoun = pronoun_pattern(self.retriever.tables)
+        self.programmer = Programmer(
+            self.student,
+            [self.retriever.index_of(t) for t in self.retriever.tables],
+            self.config.program,
+            fallback=self._fallback_model,
+            fallback_name=self.fallback_name,
+        )
 
     # ---- model calls ---------------------------------------------------------------------
 
@@ -251,6 +262,9 @@ class Nodes:
             out["rejected"] = prompts.EMPTY_INPUT_REPLY
         elif len(raw) > limit:
             out["rejected"] = prompts.TOO_LONG_REPLY.format(n=len(raw), limit=limit)
+        elif (pending := state.get("pending_program")) and _YES.match(raw):
+            out["query"] = pending.get("query", raw)
+            out["program"] = {**pending, "confirmed": True}
         else:
             out["query"] = self.resolve_follow_up(raw, state.get("entity"))
         return out
@@ -278,9 +292,51 @@ class Nodes:
     # ---- routing -----------------------------------------------------------------------
 
     def route(self, state: State, config: RunnableConfig) -> dict:
-        """Pick the task from the user's query alone (label scores, else rules)."""
+        """Pick the task: the op of the student's program, else label scores, else rules.
+
+        A student that writes programs (`graphs.programs`) routes by what it wrote; the label
+        scores and keyword rules are the fallback for a program that does not parse and for a
+        model that does not write programs.
+        """
+        reading = state.get("program")
+        if reading is None and self.programmer.active():
+            reading = {**self.programmer.read(state["query"]), "query": state["query"]}
+        if reading is not None and reading.get("task"):
+            return {"task": reading["task"], "route_source": "program", "route_scores": {},
+                    "program": reading}
         task, source, scores = self.router.route(state["query"])
-        return {"task": task, "route_source": source, "route_scores": scores}
+        return {"task": task, "route_source": source, "route_scores": scores, "program": reading}
+
+    def _from_program(self, state: State) -> dict | None:
+        """The reply computed from the student's program, or None to answer the old way.
+
+        None only when programs are off, or no program was read and a fallback model can
+        answer from the rows instead.
+        """
+        reading = state.get("program")
+        if reading is None:
+            return None
+        index = self.programmer.index_of(reading["table"])
+        table = index.table
+        base: dict[str, Any] = {"table": table.name, "attempts": reading.get("attempts", 0),
+                                "pending_program": None}
+        if reading.get("spec") is None:
+            if self._fallback_model() is not None:
+                return None
+            return {**base, **plain_failure(reading, index, state["query"])}
+        spec = reading["spec"]
+        if spec.get("row_id") is not None:
+            base["entity"] = spec["entity"]
+            base["row_ids"] = [int(spec["row_id"])]
+        elif spec.get("row_ids"):
+            base["row_ids"] = [int(r) for r in spec["row_ids"]]
+        conf = reading.get("confidence")
+        if (not reading.get("confirmed") and conf is not None
+                and conf < self.config.program.min_confidence):
+            return {**base, **ask_back(reading, table), "pending_program": reading}
+        out = run_reading(reading, table)
+        out.pop("computed", None)
+        return {**base, **out}
 
     @staticmethod
     def pick_task(state: State) -> Literal["qa", "summarizer", "validator"]:
@@ -390,6 +446,8 @@ class Nodes:
         that cannot run (an empty cell, a tie) gets a plain reply saying so. Other questions
         are answered from the retrieved rows and labelled as not computed by the table.
         """
+        if (done := self._from_program(state)) is not None:
+            return done
         cfg = self.config.for_call(config)
         r = self.retriever.retrieve(state["query"], config=cfg.retrieval)
         if not r.found:
@@ -418,6 +476,8 @@ class Nodes:
 
     def summarizer(self, state: State, config: RunnableConfig) -> dict:
         """Summarize the rows or group the user names; the summary's values are checked."""
+        if (done := self._from_program(state)) is not None:
+            return done
         cfg = self.config.for_call(config)
         r = self.retriever.retrieve(state["query"], summary=True, config=cfg.retrieval)
         if not r.found:
@@ -450,6 +510,8 @@ class Nodes:
 
     def validator(self, state: State, config: RunnableConfig) -> dict:
         """Check the user's claim: a table lookup when parseable, else the model (labelled)."""
+        if (done := self._from_program(state)) is not None:
+            return done
         cfg = self.config.for_call(config)
         query = state["query"]
         r = self.retriever.retrieve(query, config=cfg.retrieval)

@@ -3,7 +3,9 @@
 A call passes only `InputState` (``messages``). Only ``messages`` accumulates across turns
 (through `add_messages`); every other key is reset by the ``process_input`` node at the start
 of a turn, except ``entity``, which keeps the previous turn's entity so a follow-up ("and its
-<column>?") can resolve against it. The checkpointer stores the whole state per ``thread_id``.
+<column>?") can resolve against it, and ``pending_program``, a reading the graph asked back
+about, which a 'yes' on the next turn runs. The checkpointer stores the whole state per
+``thread_id``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class State(InputState, total=False):
     attempts: int  # model calls spent on this turn's answer
     entity: str | None  # entity this turn was about (kept for the next turn's follow-ups)
     timings: Annotated[dict[str, float], merge_timings]  # seconds per node this turn
+    # The student's reading of the request as a table program (`graphs.programs`): table,
+    # masked request, program text, bound spec (None when it failed), error, confidence, task.
+    program: dict[str, Any] | None
+    # A reading the graph asked back about ("Do you mean ...?"); a 'yes' next turn runs it.
+    pending_program: dict[str, Any] | None
 
 
 def turn_defaults() -> dict[str, Any]:
@@ -79,4 +86,5 @@ def turn_defaults() -> dict[str, Any]:
         "verdict": {},
         "answered_by": "none",
         "attempts": 0,
+        "program": None,
     }
