@@ -79,8 +79,11 @@ class NameIndex:
                 key = normalize(v)
                 if _usable_name(key):
                     self.names.setdefault(key, ("value", col, v))
-                    if key.isalpha() and len(key) > 3:  # "chinstraps" for the value Chinstrap
-                        self.names.setdefault(f"{key}s", ("value", col, v))
+                    if key.isalpha() and len(key) > 3:
+                        # Inflected forms: "chinstraps" for Chinstrap, "japanese" for Japan,
+                        # "european" for Europe (setdefault: a real name always wins).
+                        for form in (f"{key}s", f"{key}ese", f"{key}an", f"{key}n"):
+                            self.names.setdefault(form, ("value", col, v))
         for col in table.columns:
             if col == ent:
                 continue

@@ -66,6 +66,7 @@ OP_ROUTE = {
 }
 DIRECTIONS = ("max", "min")
 _SLOT = re.compile(r"^([ECV])(\d+)$")
+_NEGATIVE = re.compile(r"(?<![\w.])-(\d+(?:\.\d+)?)\b")
 
 
 class ProgramSyntaxError(ProgramError):
@@ -106,6 +107,8 @@ def mask_request(request: str, index: NameIndex) -> Masked:
     The same entity, value or number mentioned twice gets the same slot. Column words stay.
     """
     tokens = normalize(request).split()
+    # normalize drops '-': remember which numbers the request writes as negative ("-90.67").
+    negative = [m.group(1) for m in _NEGATIVE.finditer(request.replace(",", ""))]
     matches = [m for m in index.find(tokens) if m.kind in ("entity", "value")]
     by_start = {m.start: m for m in matches}
     out: list[str] = []
@@ -134,7 +137,11 @@ def mask_request(request: str, index: NameIndex) -> Masked:
             continue
         tok = tokens[i]
         if NUMBER.match(tok):
-            out.append(slot("V", "number", None, float(tok), tok))
+            value = float(tok)
+            if negative and negative[0] == tok:
+                negative.pop(0)
+                value = -value
+            out.append(slot("V", "number", None, value, tok))
         else:
             out.append(tok)
         i += 1
@@ -219,8 +226,9 @@ def _entity_slot(masked: Masked, row: int) -> str | None:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal values: numbers as the request shows them (to 2 decimals, the shown rounding)."""
     try:
-        return bool(np.isclose(float(a), float(b)))
+        return abs(float(a) - float(b)) <= 0.005 + 1e-9
     except (TypeError, ValueError):
         return normalize(str(a)) == normalize(str(b))
 
@@ -495,7 +503,7 @@ def bind(parsed: Parsed, masked: Masked, index: NameIndex, decimals: int = 2) ->
             raw = s.value
         elif s.kind == "number":
             raw = s.value
-            if p.cmp != "==":
+            if p.cmp != "==" or not pd.api.types.is_numeric_dtype(table.df[col].dtype):
                 _numeric_column(table, col)
         else:
             raise ProgramError(f"{p.value} is not a value")
