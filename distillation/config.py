@@ -121,9 +121,11 @@ class DistillationConfig(StrictModel):
         Path("runs/distill"),
         description="Run directory: checkpoints, training_history.jsonl, teacher_cache, student/.",
     )
-    target: Literal["program", "answer"] = Field(
-        "program",
-        description="What the student learns to write. program: the one-line program over the "
+    target: Literal["auto", "program", "answer"] = Field(
+        "auto",
+        description="What the student learns to write. auto: program when every train pair "
+        "carries a program target (datasets from `distillgraph prepare` do), else answer. "
+        "program: the one-line program over the "
         "request's mention slots that the agent graph runs on the table (the pair's "
         "program_text; routing comes from its op, so no routing examples are added). answer: "
         "the answer text read from the pair's context rows (the graph then checks it).",

@@ -368,7 +368,9 @@ def read_records(
             )
         splits = load_dataset_dir(config.data_dir, ("train", "val"))
         train, val = splits["train"], splits["val"]
-    if config.target == "program":
+    if config.target == "program" or (
+        config.target == "auto" and all(r.get("program_text") for r in train)
+    ):
         return program_records(train), program_records(val)
     return train + routing_records(train, config.routing_share, config.seed), val
 

@@ -105,6 +105,22 @@ def test_pandas_expression_gives_the_answer(cars, cars_ds):
         if p.qtype == "summary_row" or p.qtype == "summary_group":
             continue
         raw = eval(prog["pandas"], {"df": df, "pd": pd})  # noqa: S307 - our own expression
+        if p.qtype in ("list", "top"):
+            names = raw if p.qtype == "list" else raw[cars.entity_column].tolist()
+            assert len(names) >= 2 and all(n in p.answer for n in names), (p.question, raw)
+            checked[p.qtype] += 1
+            continue
+        if p.qtype == "distinct":
+            assert p.answer.split(" ")[0] == str(raw), (p.question, raw)
+            checked[p.qtype] += 1
+            continue
+        if p.qtype == "group":
+            unit = cars.units.get(prog["column"]) if prog["column"] else None
+            for key, value in raw.items():
+                shown = format_value(key) + ": " + format_value(value, unit, prog["decimals"])
+                assert shown in p.answer, (p.question, shown, p.answer)
+            checked[p.qtype] += 1
+            continue
         if p.qtype == "claim":
             got = "yes" if bool(raw) else "no"
         elif p.qtype in ("compare", "superlative"):
@@ -116,6 +132,7 @@ def test_pandas_expression_gives_the_answer(cars, cars_ds):
         assert got == p.answer, (p.question, prog["pandas"], raw)
         checked[p.qtype] += 1
     assert all(checked[q] > 10 for q in ("lookup", "compare", "superlative", "aggregate", "claim"))
+    assert all(checked[q] >= 1 for q in ("list", "top", "distinct", "group"))
 
 
 def test_claims_are_balanced_and_false_values_plausible(cars, cars_ds):
@@ -157,7 +174,9 @@ def test_contexts_hold_only_the_evidence(cars, cars_ds):
         else:
             evidence[prog["evidence"]] += 1
             assert len(rows) <= cars_ds.config.max_context_rows
-            if prog["evidence"] == "rows":  # whole group shown, no fact giving the answer away
+            if prog["evidence"] == "program":  # row-set questions: a sample of their rows
+                assert rows and not facts
+            elif prog["evidence"] == "rows":  # whole group shown, no fact giving it away
                 assert not facts
                 assert len(rows) == len(cars.df.query(_query(prog["where"])))
             else:

@@ -1,6 +1,7 @@
 """`evaluate_models` and ``distillgraph evaluate`` end to end on tiny models and a tiny dataset."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -166,7 +167,7 @@ def test_cli_end_to_end(workdir):
 
 def test_accuracy_and_gap_closed_with_fixed_answers(workdir, monkeypatch):
     # Teacher answers everything right, the student only qa questions, the baseline nothing.
-    def fake_block(m, block, max_new_tokens):
+    def fake_block(m, block, max_new_tokens, item=None):
         if m.label == "teacher":
             return [ex.answer for ex in block]
         if m.label == "student":
@@ -184,6 +185,7 @@ def test_accuracy_and_gap_closed_with_fixed_answers(workdir, monkeypatch):
         latency_examples=1,
         progress=False,
         write=False,
+        target="answer",
     )
     t, s, b = (m["accuracy"] for m in rep["models"])
     assert t["overall"]["accuracy"]["value"] == pytest.approx(1.0)
@@ -258,17 +260,49 @@ def test_auto_max_new_tokens_covers_longest_answer(workdir):
 def test_auto_limits_are_per_task_in_generation_and_report(workdir, monkeypatch):
     seen = {}
 
-    def fake_block(m, block, max_new_tokens):
+    def fake_block(m, block, max_new_tokens, item=None):
         for ex, n in zip(block, max_new_tokens, strict=True):
             seen.setdefault(ex.task, set()).add(n)
         return [ex.answer for ex in block]
 
     monkeypatch.setattr(E, "_generate_block", fake_block)
     rep = E.evaluate_models([workdir["teacher"], workdir["student"]], workdir["data"],
-                            batch_size=4, latency_examples=1, progress=False, write=False)
+                            batch_size=4, latency_examples=1, progress=False, write=False,
+                            target="answer")
     limits = rep["config"]["max_new_tokens"]
     assert rep["config"]["max_new_tokens_auto"] is True
     assert {t: {n} for t, n in limits.items()} == seen
+
+
+def test_program_target_scores_what_the_table_computes(workdir, monkeypatch):
+    """The teacher writes every program right, the student a program naming a missing column."""
+
+    def fake_block(m, block, max_new_tokens, item=None):
+        assert item is E.program_item
+        if m.label == "teacher":
+            return [ex.program_text for ex in block]
+        return ["lookup E1 No_Such_Column" for _ in block]
+
+    from data_loaders.config import PrepareConfig, TableConfig
+    from data_loaders.config_loader import load_config
+    from data_loaders.dataset import prepare
+
+    root = Path(__file__).resolve().parents[2]
+    table_cfg = load_config(TableConfig, root / "configs" / "prepare_cars.yaml", section="table")
+    data = workdir["root"] / "program_data"
+    prepare([root / "examples" / "data" / "cars.csv"],
+            PrepareConfig(max_pairs=60, table=table_cfg), data)
+    monkeypatch.setattr(E, "_generate_block", fake_block)
+    rep = E.evaluate_models([workdir["teacher"], workdir["student"]], data,
+                            labels=["teacher", "student"], batch_size=4, latency_examples=1,
+                            progress=False, write=False)
+    assert rep["config"]["target"] == "program"
+    teacher, student = rep["models"]
+    assert teacher["program"]["exact_match"] == 1.0 and teacher["program"]["runs"] == 1.0
+    assert student["program"]["runs"] == 0.0
+    # summaries of groups name other columns than the reference, so they score below 1
+    qa = teacher["accuracy"]["by_task"]["qa"]["accuracy"]["value"]
+    assert qa == 1.0 and student["accuracy"]["by_task"]["qa"]["accuracy"]["value"] == 0.0
 
 
 def test_default_labels_unique():
