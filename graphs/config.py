@@ -137,11 +137,11 @@ class RouterConfig(StrictModel):
 class ProgramConfig(StrictModel):
     """How the graph reads a request into a table program with the student."""
 
-    mode: Literal["auto", "on", "off"] = Field(
+    mode: Literal["auto", "always", "never"] = Field(
         "auto",
         description="'auto': a local student writes programs when it passes the program probe "
-        "(one distilled with target=program does); 'on': always (e.g. the student behind an "
-        "OpenAI-compatible endpoint); 'off': never (the student "
+        "(one distilled with target=program does); 'always' (e.g. the student behind an "
+        "OpenAI-compatible endpoint); 'never' (the student "
         "answers from the retrieved rows and the answer is checked).",
     )
     min_confidence: float = Field(

@@ -131,7 +131,7 @@ class Programmer:
     def active(self) -> bool:
         """Whether programs are used: ``mode`` on, or auto and the student passes the probe."""
         if self.config.mode != "auto":
-            return self.config.mode == "on"
+            return self.config.mode == "always"
         if self._active is None:
             with self._lock:
                 if self._active is None:
@@ -142,7 +142,7 @@ class Programmer:
         """Ask for the program of one plain lookup made from the first table's first row."""
         index = self.indexes[0] if self.indexes else None
         if index is None or not hasattr(self.student, "generate_scored"):
-            return False  # auto probes local students only; set mode: on for an endpoint
+            return False  # auto probes local students only; set mode: always for an endpoint
         t = index.table
         numeric = [c for c in t.columns_of("numeric") if c != t.entity_column]
         if t.entity_column is None or not numeric or t.df.empty:

@@ -1,0 +1,105 @@
+"""The program path of the graph: the student writes the program, the table computes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+from graphs import build_graph
+
+
+class ProgramModel(FakeListChatModel):
+    """A scripted student that writes programs (and says how sure it is of each)."""
+
+    programs: list[str]
+    confidence: float = 0.99
+    seen: list[str] = []
+
+    def generate_scored(self, messages: Sequence[Any], max_new_tokens: int = 48):
+        self.seen.append(messages[-1].content)
+        text = self.programs.pop(0) if self.programs else "lookup E1 Horsepower"
+        return text, [self.confidence] * 3
+
+
+def _graph(cars, programs, **kw):
+    model = ProgramModel(responses=["x"], programs=list(programs), seen=[], **kw)
+    return build_graph(model, [cars], overrides=["program.mode=always"]), model
+
+
+def _ask(g, text, tid="t"):
+    return g.invoke({"messages": [("user", text)]}, {"configurable": {"thread_id": tid}})
+
+
+def test_lookup_is_computed_and_says_what(cars):
+    g, model = _graph(cars, ["lookup E1 Weight_in_lbs"])
+    s = _ask(g, "how heavy is the plymouth satellite")
+    w = cars.df.loc[cars.df.Name == "plymouth satellite", "Weight_in_lbs"].iloc[0]
+    assert s["answer"] == f"The weight of plymouth satellite is {w} lbs."
+    assert s["verdict"]["supported"] is True and s["route_source"] == "program"
+    assert s["answered_by"] == "program"
+    assert "plymouth" not in model.seen[0]  # the student sees slots, not names
+    assert any(e.startswith("pandas: ") for e in s["verdict"]["evidence"])
+
+
+def test_empty_cell_is_said_as_such(cars):
+    g, _ = _graph(cars, ["lookup E1 Horsepower"])
+    s = _ask(g, "What is the horsepower of ford pinto?")
+    assert s["answer"] == "The table has no horsepower value for ford pinto."
+    assert s["verdict"]["supported"] is True
+
+
+def test_false_claim_gets_the_real_value(cars):
+    g, _ = _graph(cars, ["claim E1 Weight_in_lbs == V1"])
+    s = _ask(g, "True or false: the honda civic weighs 3000 lbs.")
+    w = cars.df.loc[cars.df.Name == "honda civic", "Weight_in_lbs"].iloc[0]
+    assert s["task"] == "validator"
+    assert s["answer"].startswith(f"No: the weight of honda civic is {w}")
+    assert s["verdict"]["supported"] is False
+
+
+def test_comparison_checks_the_comparison(cars):
+    g, _ = _graph(cars, ["compare E1 E2 Weight_in_lbs max"])
+    s = _ask(g, "Which weighs more, the chevrolet chevelle malibu or the buick skylark 320?")
+    df = cars.df.set_index("Name")["Weight_in_lbs"]
+    heavier = max(["chevrolet chevelle malibu", "buick skylark 320"], key=lambda n: df[n])
+    assert s["answer"].startswith(heavier) and s["verdict"]["supported"] is True
+
+
+def test_a_broken_program_gets_one_repair_with_the_error(cars):
+    g, model = _graph(cars, ["lookup E1 Price", "lookup E1 Horsepower"])
+    s = _ask(g, "what is the horsepower of amc rebel sst")
+    assert "unknown column 'Price'" in model.seen[1] and s["attempts"] == 2
+    assert s["verdict"]["supported"] is True
+
+
+def test_unreadable_request_names_what_and_offers_close_names(cars):
+    g, _ = _graph(cars, ["lookup E1 Price", "lookup E1 Price"])
+    s = _ask(g, "what is the prise of amc rebel sst")
+    assert s["verdict"]["supported"] is False and s["answered_by"] == "none"
+    assert "Price" in s["answer"] and "columns" in s["answer"].lower()
+
+
+def test_user_typed_program_or_sql_runs_nothing_but_the_language(cars):
+    g, model = _graph(cars, ["DROP TABLE cars; select * from cars", "import os"])
+    s = _ask(g, "select * from cars; drop table cars")
+    assert s["verdict"]["supported"] is False and len(cars.df) > 300
+
+
+def test_unsure_reading_asks_back_and_yes_runs_it(cars):
+    g, _ = _graph(cars, ["lookup E1 Weight_in_lbs"], confidence=0.2)
+    s = _ask(g, "plymouth satellite heavy?", tid="ask")
+    assert s["answer"].startswith("Do you mean the weight of plymouth satellite?")
+    assert s["verdict"]["supported"] is None
+    s = _ask(g, "yes", tid="ask")
+    assert s["answer"].startswith("The weight of plymouth satellite is")
+    assert s["verdict"]["supported"] is True
+
+
+def test_group_statistic_and_summary(cars):
+    g, _ = _graph(cars, ["group mean Horsepower by Origin", "summary_row E1"])
+    s = _ask(g, "average horsepower by origin")
+    assert "USA:" in s["answer"] and s["task"] == "qa"
+    s = _ask(g, "tell me about the ford mustang ii", tid="x")
+    assert s["task"] == "summarizer" and s["answer"].startswith("ford mustang ii has")
