@@ -112,8 +112,18 @@ def _route_body(update: dict[str, Any]) -> str:
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
         shown = ", ".join(f"{k} {v:.2f}" for k, v in ranked)
         lines.append(f"Model log-probabilities: {shown}.")
+    program = update.get("program") or {}
+    if source == "program" or program.get("text"):
+        lines.append(f"The student read the request as `{program.get('masked', '')}` and wrote "
+                     f"the program `{program.get('text', '')}`.")
+        if program.get("confidence") is not None:
+            lines.append(f"Lowest token probability: {program['confidence']:.2f}.")
+        if program.get("error"):
+            lines.append(f"It does not run: {program['error']}.")
     if source == "rules":
         lines.append("Decided by keyword rules (the model's scores were not confident enough).")
+    elif source == "program":
+        lines.append("Decided by the program's operation.")
     elif source:
         lines.append(f"Decided by: {source}.")
     return "\n\n".join(lines)
@@ -144,6 +154,13 @@ def answered_by_text(answered_by: str | None, model_label: str | None = None) ->
         return answered_by_text(who.removesuffix("(unsupported)").strip(), model_label) + (
             " Its answer was not supported by the table, so the reply says so."
         )
+    if who == "program":
+        return (f"The student model{f' ({model_label})' if model_label else ''} wrote the "
+                "program; the table computed the answer.")
+    if who == "program (asked back)":
+        return "The student was unsure of its reading, so the reply asks before answering."
+    if who == "program (failed)":
+        return "The student's program did not run on the table; the reply says why."
     if who == "student":
         return f"Answered by the student model{f' ({model_label})' if model_label else ''}."
     if who.startswith("fallback"):

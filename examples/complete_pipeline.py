@@ -255,6 +255,16 @@ def router_accuracy_on(graph, test_file: Path) -> dict:
 
     pairs = read_split(test_file)
     router = graph.distillgraph_router
+    programmer = graph.distillgraph_programmer
+    if programmer.active():  # the student routes by the op of the program it writes
+        got = [programmer.read(p["question"]).get("task") for p in pairs]
+        acc = sum(g == ROUTER_LABELS.get(p["task"]) for g, p in zip(got, pairs, strict=True))
+        return {
+            "n": len(pairs),
+            "student_scores": acc / len(pairs),
+            "graph_router": acc / len(pairs),
+            "graph_router_uses": "the student's programs",
+        }
 
     def by_student(query: str) -> str:
         label = router.model_label(query)
@@ -320,7 +330,7 @@ def stage_graph(
     )
     rows = []
     t = RichTable(title="Queries")
-    for col in ("query", "route", "answer", "verdict", "answered by", "ms"):
+    for col in ("query", "route", "program", "answer", "verdict", "answered by", "ms"):
         t.add_column(col, overflow="fold")
     for i, q in enumerate(example_questions(table)):
         t0 = time.perf_counter()
@@ -332,6 +342,7 @@ def stage_graph(
         row = {
             "query": q,
             "route": state.get("task"),
+            "program": (state.get("program") or {}).get("text"),
             "answer": state.get("answer"),
             "verdict": verdict_label(verdict) if verdict else None,
             "answered_by": state.get("answered_by"),
@@ -341,6 +352,7 @@ def stage_graph(
         t.add_row(
             q,
             str(row["route"]),
+            str(row["program"] or "-"),
             str(row["answer"]),
             str(row["verdict"]),
             str(row["answered_by"]),
@@ -349,7 +361,7 @@ def stage_graph(
     console.print(t)
     routing = router_accuracy_on(graph, data / "test.jsonl")
     console.print(
-        f"router accuracy on the {routing['n']} test questions: student's label scores "
+        f"router accuracy on the {routing['n']} test questions: the student's own reading "
         f"{routing['student_scores']:.1%}; the graph's router ({routing['graph_router_uses']}) "
         f"{routing['graph_router']:.1%}"
     )

@@ -172,6 +172,7 @@ def build_graph(
     graph = builder.compile(checkpointer=saver, name=GRAPH_NAME)
     graph.distillgraph_nodes = nodes  # for router_accuracy and inspection
     graph.distillgraph_router = nodes.router
+    graph.distillgraph_programmer = nodes.programmer
     return graph
 
 

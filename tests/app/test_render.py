@@ -98,3 +98,15 @@ def test_step_titles_are_valid_chainlit_avatar_ids():
 
     titles = [*STEP_TITLES.values(), *(f"Route to {t}" for t in ("qa", "summarizer", "validator"))]
     assert all(re.fullmatch(r"[a-zA-Z0-9_ .-]+", t) for t in titles)
+
+
+def test_route_step_shows_the_students_program():
+    from app.render import answered_by_text, step_view
+
+    update = {"task": "qa", "route_source": "program", "route_scores": {},
+              "program": {"masked": "how heavy is the E1", "text": "lookup E1 Weight_in_lbs",
+                          "confidence": 0.93, "error": None}}
+    body = step_view("route", update).body
+    assert "`lookup E1 Weight_in_lbs`" in body and "how heavy is the E1" in body
+    assert "0.93" in body and "operation" in body
+    assert "table computed the answer" in answered_by_text("program")
