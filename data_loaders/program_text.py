@@ -550,6 +550,26 @@ def bind(parsed: Parsed, masked: Masked, index: NameIndex, decimals: int = 2) ->
     return prog
 
 
+def unused_mentions(text: str, masked: Masked, table: Table) -> list[str]:
+    """Mention slots a program leaves out: a sign it misread the request.
+
+    Numbers that belong to a column's own words or unit ("0-60 mph time") are not counted.
+    """
+    used = set(text.split())
+    words = set()
+    for col in table.columns:
+        words.update(normalize(col_words(table, col)).split())
+        words.update(normalize(table.units.get(col) or "").split())
+    out = []
+    for name, s in masked.slots.items():
+        if name in used:
+            continue
+        if s.kind == "number" and s.text in words:
+            continue
+        out.append(name)
+    return out
+
+
 def route_of(op: str) -> str:
     """The agent's task for a program op (qa, validate or summarize)."""
     return OP_ROUTE[op]

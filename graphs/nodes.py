@@ -331,8 +331,10 @@ class Nodes:
         elif spec.get("row_ids"):
             base["row_ids"] = [int(r) for r in spec["row_ids"]]
         conf = reading.get("confidence")
-        if (not reading.get("confirmed") and conf is not None
-                and conf < self.config.program.min_confidence):
+        unsure = reading.get("unused") or (
+            conf is not None and conf < self.config.program.min_confidence
+        )
+        if not reading.get("confirmed") and unsure:
             return {**base, **ask_back(reading, table), "pending_program": reading}
         out = run_reading(reading, table)
         out.pop("computed", None)

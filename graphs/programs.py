@@ -35,6 +35,7 @@ from data_loaders.program_text import (
     parse_text,
     program_messages,
     route_of,
+    unused_mentions,
 )
 from data_loaders.programs import ProgramError, index_for, pandas_expr, run_program
 from data_loaders.serialize import format_value
@@ -209,7 +210,12 @@ class Programmer:
                     out["task"] = TASK_ROUTE[route_of(parsed.op)]
                     out["spec"] = bind(parsed, masked, index)
                     out["error"] = None
-                    return out
+                    left = unused_mentions(text, masked, t)
+                    out["unused"] = left
+                    if not left or attempt == tries - 1:
+                        return out  # unused mentions left after the repair: the graph asks back
+                    error = f"the program leaves out {', '.join(left)} of the request"
+                    continue
                 except ProgramSyntaxError as e:
                     error = str(e)
                 except ProgramError as e:
@@ -324,12 +330,15 @@ def run_reading(reading: dict, table: Table) -> dict[str, Any]:
 def ask_back(reading: dict, table: Table) -> dict[str, Any]:
     """The reply when the student is unsure of its program: ask before answering."""
     what = describe(reading["spec"], table)
+    if reading.get("unused"):
+        why = f"its program leaves out {', '.join(reading['unused'])} of the request"
+    else:
+        why = f"its lowest token probability was {reading['confidence']:.2f}"
     return {
         "answer": f"Do you mean {what}? Reply 'yes' to get it, or rephrase the question.",
         "verdict": Verdict(
             supported=None,
-            reason=f"the student was unsure of its reading (lowest token probability "
-            f"{reading['confidence']:.2f}); nothing was answered",
+            reason=f"the student was unsure of its reading ({why}); nothing was answered",
             evidence=_evidence(reading, table),
             checked_by="model",
         ),

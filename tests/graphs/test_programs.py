@@ -103,3 +103,17 @@ def test_group_statistic_and_summary(cars):
     assert "USA:" in s["answer"] and s["task"] == "qa"
     s = _ask(g, "tell me about the ford mustang ii", tid="x")
     assert s["task"] == "summarizer" and s["answer"].startswith("ford mustang ii has")
+
+
+def test_a_program_that_leaves_out_a_mention_is_repaired_then_asked_back(cars):
+    g, model = _graph(cars, ["summary_group where C1", "summary_group where C1"])
+    s = _ask(g, "summarize the japanese cars from 1980")
+    assert "leaves out V1" in model.seen[1]
+    assert s["answer"].startswith("Do you mean a summary of the cars with origin Japan?")
+    assert s["verdict"]["supported"] is None and "leaves out V1" in s["verdict"]["reason"]
+
+
+def test_numbers_of_a_column_name_are_not_mentions_to_use(cars):
+    g, _ = _graph(cars, ["lookup E1 Acceleration"])
+    s = _ask(g, "0-60 mph time of the mercury capri v6")
+    assert s["verdict"]["supported"] is True and s["answered_by"] == "program"
