@@ -817,7 +817,7 @@ def pandas_expr(table: Table, program: dict) -> str:
         else:
             raw_s = repr(raw)
         lookup = _select_expr(table, program["entity"], program["row_id"], program["column"])
-        return f"{lookup} == {raw_s}"
+        return f"{lookup} {program.get('cmp', '==')} {raw_s}"
     if op == "compare":
         fn = "idxmax" if program["direction"] == "max" else "idxmin"
         col = program["column"]

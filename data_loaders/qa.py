@@ -43,6 +43,7 @@ from data_loaders.mentions import NameIndex
 from data_loaders.naming import plural
 from data_loaders.program_text import mask_request, program_messages, to_text
 from data_loaders.programs import (
+    OPS,
     ProgramError,
     facts_for,
     index_for,
@@ -571,8 +572,25 @@ class PairGenerator:
         actual = self._cell(row, col)
         if actual is None:
             return None
+        cmp = tmpl.agg or "=="
+        want_true = self.claims_made.get(split, 0) % 2 == 0  # alternate: balanced per split
         claimed = actual
-        if self.claims_made.get(split, 0) % 2 == 1:  # alternate true/false: balanced per split
+        if cmp != "==":
+            if col not in self.numeric_cols:
+                return None  # "above" and "below" need a number
+            claimed = None
+            for _ in range(20):  # another row's value on the side that gives the wanted answer
+                v = self._cell(int(rng.integers(self.idx.n_rows)), col)
+                if v is None or format_number(float(v), self.decimals) == format_number(
+                    float(actual), self.decimals
+                ):
+                    continue
+                if OPS[cmp](float(actual), float(v)) == want_true:
+                    claimed = v
+                    break
+            if claimed is None:
+                return None
+        elif not want_true:
             shown = value_words(self.table, col, actual, self.decimals)
             claimed = None
             for _ in range(20):  # a plausible wrong value: another row's value in this column
@@ -592,6 +610,8 @@ class PairGenerator:
             "value": value,
             "raw": _json_value(claimed),
         }
+        if cmp != "==":
+            program["cmp"] = cmp
         slots = {"entity": entity, "col": col_words(self.table, col), "value": value}
         return self._make(tmpl, program, slots, [row])
 

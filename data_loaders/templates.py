@@ -30,7 +30,9 @@ class Template:
         id: Stable id ``"<qtype>/<n>"``.
         qtype: Question type (a key of `schema.TASK_OF_TYPE`).
         text: Format string over the slots listed in the module docstring.
-        agg: For ``aggregate`` templates, the aggregate they ask for (count/mean/sum/min/max).
+        agg: For ``aggregate`` and ``group`` templates, the aggregate they ask for
+            (count/mean/sum/min/max); for ``claim`` templates, the comparison they state
+            (``==``, ``>``, ``<``; None means ``==``).
     """
 
     id: str
@@ -45,17 +47,27 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "What {col} does {entity} have?",
         "Tell me the {col} of {entity}.",
         "{entity}: what is its {col}?",
+        "{entity} {col}?",
+        "{col} for {entity}?",
+        "How much {col} does {entity} have?",
+        "Give me the {col} of {entity}.",
+        "what's {entity}'s {col}",
     ],
     "compare": [
         "Which has the {more} {col}: {a} or {b}?",
         "Between {a} and {b}, which one has a {more} {col}?",
         "Does {a} or {b} have the {more} {col}?",
         "Which {noun} has the {more} {col}, {a} or {b}?",
+        "{a} or {b}: which one has the {more} {col}?",
+        "Compare {a} and {b}: which has the {more} {col}?",
+        "{a} vs {b}, {more} {col}?",
     ],
     "superlative": [
         "Which {noun} with {where_with} has the {most} {col}?",
         "Among {nouns} whose {where_is}, which has the {most} {col}?",
         "Of all {nouns} with {where_with}, which one has the {most} {col}?",
+        "{nouns} with {where_with}: which has the {most} {col}?",
+        "The {noun} with the {most} {col} among {nouns} with {where_with}?",
     ],
     "aggregate": [
         ("count", "How many {nouns} have {where_with}?"),
@@ -69,22 +81,36 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         ("min", "For {nouns} whose {where_is}, what is the minimum {col}?"),
         ("max", "What is the highest {col} among {nouns} with {where_with}?"),
         ("max", "For {nouns} whose {where_is}, what is the maximum {col}?"),
+        ("count", "Number of {nouns} with {where_with}?"),
+        ("mean", "Average {col} for {nouns} with {where_with}?"),
+        ("sum", "Sum of the {col} of {nouns} with {where_with}?"),
+        ("min", "Smallest {col} among {nouns} with {where_with}?"),
+        ("max", "Largest {col} among {nouns} whose {where_is}?"),
     ],
     "claim": [
         "Is the {col} of {entity} {value}?",
         "Answer yes or no: {entity} has a {col} of {value}.",
         "Does {entity} have {col} {value}?",
         "Claim: the {col} of {entity} is {value}. Is this correct?",
+        "Is it true that {entity} has a {col} of {value}?",
+        "{entity} has {col} {value}, right?",
+        ("==", "True or false: the {col} of {entity} is {value}."),
+        (">", "Is the {col} of {entity} above {value}?"),
+        ("<", "Does {entity} have a {col} below {value}?"),
+        (">", "{entity} has more than {value} {col}, true?"),
     ],
     "summary_row": [
         "Summarize the row for {entity}.",
         "Describe {entity} in one sentence.",
         "Give a short summary of {entity}.",
+        "Tell me about {entity}.",
+        "What do we know about {entity}?",
     ],
     "summary_group": [
         "Summarize the {nouns} with {where_with}.",
         "Describe the {nouns} whose {where_is}.",
         "Give an overview of the {nouns} with {where_with}.",
+        "Tell me about the {nouns} with {where_with}.",
     ],
     # Row-set questions: their answers are computed by the program (lists, rankings, groups)
     # and are not meant to be read off a context.
@@ -92,11 +118,13 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "List the {nouns} with {where_with}.",
         "Which {nouns} have {where_with}?",
         "Name all {nouns} whose {where_is}.",
+        "Show me the {nouns} with {where_with}.",
     ],
     "top": [
         "What are the {k} {nouns} with the {most} {col}?",
         "Which {k} {nouns} have the {most} {col}?",
         "Among {nouns} with {where_with}, which {k} have the {most} {col}?",
+        "{k} {nouns} with the {most} {col}?",
     ],
     "distinct": [
         "How many different {col} values are there?",
@@ -110,6 +138,9 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         ("min", "What is the lowest {col} per {by}?"),
         ("count", "How many {nouns} are there for each {by}?"),
         ("count", "Count the {nouns} by {by}."),
+        ("mean", "Average {col} per {by}?"),
+        ("sum", "Total {col} by {by}?"),
+        ("count", "Number of {nouns} per {by}?"),
     ],
 }
 
