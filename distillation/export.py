@@ -183,16 +183,20 @@ def _as_rows(value: Any) -> list[dict] | None:
 def render_model_card(card: dict) -> str:
     """Render card data as README.md text (YAML front matter, then Markdown sections).
 
-    Known keys, all optional: ``title``, ``summary``, ``base_model`` (the student's starting
-    point), ``teacher``, ``data`` (str or dict), ``headline`` and ``metrics`` and ``evaluation``
-    (tables: a list of row dicts or a mapping), ``config`` (dict, shown as YAML), ``notes``, and
-    ``sections`` (``{heading: markdown}``) for anything else.
+    Known keys, all optional: ``title``, ``summary``, ``library_name`` (front matter; default
+    ``transformers``), ``tags`` (added to the front matter's), ``base_model`` (the student's
+    starting point), ``teacher``, ``data`` (str or dict), ``headline`` and ``metrics`` and
+    ``evaluation`` (tables: a list of row dicts or a mapping), ``config`` (dict, shown as YAML),
+    ``notes``, and ``sections`` (``{heading: markdown}``) for anything else.
     """
     base = card.get("base_model")
-    front: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation"}
+    front: dict[str, Any] = {
+        "library_name": card.get("library_name", "transformers"),
+        "pipeline_tag": "text-generation",
+    }
     if _hub_id(base):
         front["base_model"] = _hub_id(base)
-    front["tags"] = ["distillgraph", "distillation"]
+    front["tags"] = ["distillgraph", "distillation", *card.get("tags", [])]
     out = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", ""]
     out += [f"# {card.get('title', 'Distilled student model')}", ""]
     out += [

@@ -5,10 +5,9 @@ This module owns turning a Llama-architecture Hugging Face model directory into 
 ``llama.*`` hyperparameters, the weights under llama.cpp's tensor names (q/k rows permuted the
 way llama.cpp's rotary embedding expects), the byte-level BPE tokenizer (tokens, token types,
 merges, bos/eos/pad/unk ids) and the chat template. Beside the file it writes an Ollama
-``Modelfile`` and a model card. `check_roundtrip` loads the file back with transformers
-(``gguf_file=``) and compares tokenizer ids and greedy answers with the source model. The file is
-written under a temporary name and renamed into place. torch, transformers and gguf are imported
-lazily.
+``Modelfile``; `distillation.gguf_check` loads the file back and writes its model card. The file
+is written under a temporary name and renamed into place. torch, transformers and gguf are
+imported lazily.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -321,6 +320,10 @@ def export_gguf(
     out = Path(out).expanduser() if out is not None else default_out(model_dir, quant)
     if out.suffix.lower() != ".gguf" or out.is_dir():
         raise InputError(f"--out {out}: must be a file path ending in .gguf")
+    if out.resolve().parent == model_dir.resolve():
+        raise InputError(f"--out {out}: inside the model directory, where the Modelfile and the "
+                         "GGUF model card would overwrite the student's README.md; pick another "
+                         "folder (default: <model>-<quant>/ beside it)")
     where = f"--model {model_dir}"
     from transformers import AutoConfig
 
@@ -420,82 +423,3 @@ def write_modelfile(gguf_path: Path, tokenizer: PreTrainedTokenizerBase) -> Path
     path = Path(gguf_path).parent / MODELFILE
     atomic_write_text(path, modelfile_text(Path(gguf_path).name, tokenizer))
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Round trip
-# --------------------------------------------------------------------------------------------
-
-DEFAULT_CHECK_MESSAGES: list[list[dict]] = [
-    [{"role": "user", "content": "What is the capital of France?"}],
-    [{"role": "user", "content": "How many rows have a price greater than 5?"}],
-    [{"role": "system", "content": "Answer in one word."},
-     {"role": "user", "content": "Which city has the highest total?"}],
-    [{"role": "user", "content": "Write the numbers 1 2 3 and 2024-01-31."}],
-]
-"""Chats the round trip uses when no dataset is given."""
-
-
-def check_roundtrip(
-    model_dir: Path,
-    gguf_path: Path,
-    messages: Sequence[list[dict]] | None = None,
-    *,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-) -> dict:
-    """Load ``gguf_path`` with transformers (``gguf_file=``) and compare it with ``model_dir``.
-
-    Args:
-        model_dir: the source model directory.
-        gguf_path: the exported file.
-        messages: chats to prompt both with (default `DEFAULT_CHECK_MESSAGES`).
-        max_new_tokens: longest greedy answer.
-        batch_size: prompts per forward.
-
-    Returns:
-        ``n`` prompts; ``answers_agree`` (greedy answers equal) and ``agreement`` (their share);
-        ``token_ids_equal`` (both tokenizers give the same ids for every rendered prompt);
-        ``chat_template_equal``; ``max_abs_logit_diff`` on the first prompt; ``disagreements``
-        (up to 5 examples).
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from distillation.embedded import ensure_pad_token
-    from distillation.generation import generate_answers
-
-    chats = list(messages) if messages is not None else DEFAULT_CHECK_MESSAGES
-    gguf_path = Path(gguf_path)
-    src_tok = AutoTokenizer.from_pretrained(model_dir)
-    src = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    kw = {"gguf_file": gguf_path.name}
-    back_tok = AutoTokenizer.from_pretrained(gguf_path.parent, **kw)
-    back = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kw).eval()
-    for tok in (src_tok, back_tok):
-        ensure_pad_token(tok)
-
-    texts = [src_tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-             for m in chats]
-    ids_src = [src_tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    ids_back = [back_tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    with torch.no_grad():
-        first = torch.tensor([ids_src[0]])
-        diff = (src(first).logits - back(first).logits).abs().max().item()
-    answers_src = generate_answers(src, src_tok, ids_src, max_new_tokens=max_new_tokens,
-                                   batch_size=batch_size)
-    answers_back = generate_answers(back, back_tok, ids_back, max_new_tokens=max_new_tokens,
-                                    batch_size=batch_size)
-    agree = [a == b for a, b in zip(answers_src, answers_back, strict=True)]
-    return {
-        "n": len(chats),
-        "answers_agree": sum(agree),
-        "agreement": sum(agree) / len(chats) if chats else None,
-        "token_ids_equal": ids_src == ids_back,
-        "chat_template_equal": back_tok.chat_template == src_tok.chat_template,
-        "max_abs_logit_diff": diff,
-        "disagreements": [
-            {"prompt": texts[i][-200:], "source": answers_src[i], "gguf": answers_back[i]}
-            for i, ok in enumerate(agree) if not ok
-        ][:5],
-    }
