@@ -1,11 +1,13 @@
-"""Commands of the distillation stage: ``distillgraph distill`` and ``distillgraph evaluate``.
+"""Commands of the distillation stage: ``distillgraph distill``, ``evaluate`` and ``export``.
 
     distillgraph distill --config configs/default.yaml [--resume] [key=value ...]
     distillgraph evaluate --model TEACHER --model STUDENT --data DATASET_DIR [--out DIR]
+    distillgraph export --model STUDENT --format gguf --quant q8_0 [--data DIR] [--push-to-hub ID]
 
-Thin layers over `distillation.trainer.run_distillation` and
-`distillation.evaluation.evaluate_models`: the YAML plus ``key=value`` overrides are validated
-into `DistillationConfig` (unknown keys refused by name), the work runs, and a short summary is
+Thin layers over `distillation.trainer.run_distillation`,
+`distillation.evaluation.evaluate_models` and `distillation.gguf_export.export_gguf` (with its
+round trip, model card and Hub push): the YAML plus ``key=value`` overrides are validated into
+`DistillationConfig` (unknown keys refused by name), the work runs, and a short summary is
 printed. `InputError` → exit code 2 (handled by the root CLI, `app.cli`); a diverged run (NaN
 loss) → exit code 1 with the message naming the last good checkpoint. Heavy imports (torch,
 transformers) happen inside the command bodies so ``distillgraph --help`` stays fast.
@@ -21,9 +23,10 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``distill`` and ``evaluate`` to the root CLI."""
+    """Add ``distill``, ``evaluate`` and ``export`` to the root CLI."""
     app.command("distill")(distill_command)
     app.command("evaluate")(evaluate_command)
+    app.command("export")(export_command)
 
 
 def distill_command(
@@ -220,3 +223,115 @@ def evaluate_command(
         target=target,
     )
     _print_evaluate_summary(report)
+
+
+def export_command(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Student directory (<output_dir>/student).")
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="gguf: one llama.cpp file with tokenizer and chat template, an Ollama "
+            "Modelfile and a model card beside it. hf: the model directory as it is "
+            "(only with --push-to-hub).",
+        ),
+    ] = "gguf",
+    quant: Annotated[
+        str, typer.Option(help="GGUF weights: f16 or q8_0 (8-bit blocks, about half the size).")
+    ] = "q8_0",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The .gguf file; default <model>-<quant>/<model>-<quant>.gguf beside "
+                     "the model directory (Modelfile and README.md go into the same folder)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Dataset directory: the round trip compares greedy answers on its "
+                     "--split (default: 4 built-in chats)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split of --data for the round trip.")] = "test",
+    check_examples: Annotated[
+        int, typer.Option(min=1, help="Prompts of --data the round trip compares.")
+    ] = 30,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Longest greedy answer in the round trip.")
+    ] = 48,
+    check: Annotated[
+        bool,
+        typer.Option("--check/--no-check",
+                     help="Load the GGUF back with transformers and compare it with --model."),
+    ] = True,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option("--push-to-hub", metavar="REPO_ID",
+                     help="Upload the export to this Hub model repo (token: HF_TOKEN)."),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option(help="Create the Hub repository private.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Export the student as GGUF (llama.cpp, Ollama) and optionally push it to the Hub."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from data_loaders.errors import InputError
+    from distillation.gguf_export import check_model_dir, export_gguf
+    from distillation.hub import check_repo_id, push_folder, resolve_token
+
+    if fmt not in ("gguf", "hf"):
+        raise InputError(f"--format {fmt}: unknown; choose gguf or hf")
+    if push_to_hub is not None:  # refuse a bad id or a missing token before any work
+        check_repo_id(push_to_hub)
+        resolve_token()
+    console = Console(stderr=True)
+    table = Table(title=f"distillgraph export ({fmt})", show_header=False)
+    if fmt == "hf":
+        if push_to_hub is None:
+            raise InputError("--format hf only uploads the model directory as it is; add "
+                             "--push-to-hub REPO_ID (or use --format gguf)")
+        model = check_model_dir(model)
+        url = push_folder(model, push_to_hub, private=private)
+        table.add_row("pushed", f"{model} → {url}")
+        console.print(table)
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars of the 4 loads; export has its own
+    start = time.perf_counter()
+    result = export_gguf(model, out, quant=quant, progress=not quiet)
+    table.add_row("file", f"{result.path} ({result.size_bytes / 2**20:.1f} MiB)")
+    table.add_row("tensors", ", ".join(f"{n} {t}" for t, n in sorted(result.tensor_types.items())))
+    table.add_row("Modelfile", f"{result.modelfile}  (ollama create NAME -f {result.modelfile})")
+    roundtrip = None
+    if check:
+        roundtrip = _roundtrip(model, result.path, data, split, check_examples, max_new_tokens)
+        table.add_row("round trip", f"greedy answers equal on {roundtrip['answers_agree']}/"
+                      f"{roundtrip['n']} {roundtrip['source']}")
+        table.add_row("tokenizer ids equal", str(roundtrip["token_ids_equal"]))
+        table.add_row("chat template kept", str(roundtrip["chat_template_equal"]))
+        table.add_row("max |logit diff|", f"{roundtrip['max_abs_logit_diff']:.3g}")
+    from distillation.gguf_check import write_gguf_card
+
+    card = write_gguf_card(result, Path(model), roundtrip)
+    table.add_row("model card", str(card))
+    if push_to_hub is not None:
+        files = [result.path.name, result.modelfile.name, card.name, "model_card.json"]
+        url = push_folder(result.path.parent, push_to_hub, files=files, private=private)
+        table.add_row("pushed", url)
+    table.add_row("time", f"{time.perf_counter() - start:.0f} s")
+    console.print(table)
+
+
+def _roundtrip(model: Path, gguf: Path, data: Path | None, split: str, n: int,
+               max_new_tokens: int) -> dict:
+    from distillation.gguf_check import check_roundtrip, dataset_messages
+
+    if data is not None:
+        chats, source = dataset_messages(data, split, n)
+    else:
+        chats, source = None, "built-in chats"
+    result = check_roundtrip(model, gguf, chats, max_new_tokens=max_new_tokens)
+    return {**result, "source": source}

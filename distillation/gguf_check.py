@@ -29,6 +29,34 @@ DEFAULT_CHECK_MESSAGES: list[list[dict]] = [
 """Chats the round trip uses when no dataset is given."""
 
 
+def dataset_messages(data_dir: Path, split: str = "test", n: int = 30) -> tuple[list, str]:
+    """The first ``n`` prompts of a dataset split, as the student sees them.
+
+    A dataset whose pairs carry program targets gives program prompts (what the agent graph asks
+    the student), any other the answer prompts (`distillation.data.prompt_messages`).
+
+    Returns:
+        ``(chats, description)``, e.g. ``(…, "program prompts of runs/cars/data/test.jsonl")``.
+
+    Raises:
+        InputError: a missing directory or split, or malformed pairs (names the file and line).
+    """
+    from data_loaders.errors import InputError
+    from distillation.data import program_records, prompt_messages, read_split
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"--data {data_dir}: not a directory; pass a dataset directory from "
+                         "`distillgraph prepare`")
+    path = data_dir / f"{split}.jsonl"
+    records = read_split(path)
+    kind = "answer"
+    if all(r.get("program_text") and r.get("program_input") for r in records):
+        records, kind = program_records(records), "program"
+    chosen = records[:n]
+    return [prompt_messages(r) for r in chosen], f"{kind} prompts of {path}"
+
+
 def check_roundtrip(
     model_dir: Path,
     gguf_path: Path,
@@ -143,8 +171,8 @@ def write_gguf_card(export: GgufExport, model_dir: Path, roundtrip: Mapping | No
     if roundtrip:
         rows = [
             {"check": "greedy answers equal",
-             "result": f"{roundtrip['answers_agree']}/{roundtrip['n']} prompts"
-                       + (f" ({roundtrip['source']})" if roundtrip.get("source") else "")},
+             "result": f"{roundtrip['answers_agree']}/{roundtrip['n']} "
+                       + roundtrip.get("source", "prompts")},
             {"check": "tokenizer ids equal", "result": str(roundtrip["token_ids_equal"])},
             {"check": "chat template kept", "result": str(roundtrip["chat_template_equal"])},
             {"check": "max |logit difference| (first prompt)",
