@@ -1,10 +1,11 @@
 """The ``distillgraph`` command: the root CLI, plus this stage's ``chat`` and ``feedback export``.
 
 The root sits at the top of the import graph: it imports each stage's ``register(app)``
-(``data_loaders.cli``: prepare; ``distillation.cli``: distill, evaluate; ``graphs.cli``: ask)
-and adds the UI's own commands. Command bodies import their heavy dependencies (torch,
-transformers, chainlit) lazily, so ``distillgraph --help`` is fast. `main` turns every usage
-mistake and every `InputError` into one line on stderr and exit code 2, never a traceback.
+(``data_loaders.cli``: prepare; ``distillation.cli``: distill, evaluate, export;
+``graphs.cli``: ask) and adds the UI's own commands. Command bodies import their heavy
+dependencies (torch, transformers, chainlit) lazily, so ``distillgraph --help`` is fast. `main`
+turns every usage mistake and every `InputError` into one line on stderr and exit code 2, never a
+traceback.
 
 ``chat`` is a thin wrapper over ``chainlit run app/app.py``: it checks the options, turns them
 into the ``DISTILLGRAPH_*`` environment variables `app.config` reads, prepares the state

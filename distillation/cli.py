@@ -297,6 +297,16 @@ def export_command(
         table.add_row("pushed", f"{model} → {url}")
         console.print(table)
         return
+    from distillation.gguf_check import (
+        DEFAULT_CHECK_MESSAGES,
+        check_roundtrip,
+        dataset_messages,
+        write_gguf_card,
+    )
+
+    chats, source = DEFAULT_CHECK_MESSAGES, "built-in chats"
+    if check and data is not None:  # a bad --data fails before the export, not after it
+        chats, source = dataset_messages(data, split, check_examples)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars of the 4 loads; export has its own
@@ -307,14 +317,13 @@ def export_command(
     table.add_row("Modelfile", f"{result.modelfile}  (ollama create NAME -f {result.modelfile})")
     roundtrip = None
     if check:
-        roundtrip = _roundtrip(model, result.path, data, split, check_examples, max_new_tokens)
+        roundtrip = check_roundtrip(model, result.path, chats, max_new_tokens=max_new_tokens)
+        roundtrip["source"] = source
         table.add_row("round trip", f"greedy answers equal on {roundtrip['answers_agree']}/"
-                      f"{roundtrip['n']} {roundtrip['source']}")
+                      f"{roundtrip['n']} {source}")
         table.add_row("tokenizer ids equal", str(roundtrip["token_ids_equal"]))
         table.add_row("chat template kept", str(roundtrip["chat_template_equal"]))
         table.add_row("max |logit diff|", f"{roundtrip['max_abs_logit_diff']:.3g}")
-    from distillation.gguf_check import write_gguf_card
-
     card = write_gguf_card(result, Path(model), roundtrip)
     table.add_row("model card", str(card))
     if push_to_hub is not None:
@@ -324,14 +333,3 @@ def export_command(
     table.add_row("time", f"{time.perf_counter() - start:.0f} s")
     console.print(table)
 
-
-def _roundtrip(model: Path, gguf: Path, data: Path | None, split: str, n: int,
-               max_new_tokens: int) -> dict:
-    from distillation.gguf_check import check_roundtrip, dataset_messages
-
-    if data is not None:
-        chats, source = dataset_messages(data, split, n)
-    else:
-        chats, source = None, "built-in chats"
-    result = check_roundtrip(model, gguf, chats, max_new_tokens=max_new_tokens)
-    return {**result, "source": source}
