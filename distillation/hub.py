@@ -61,7 +61,7 @@ def push_folder(
     files: Sequence[str] | None = None,
     private: bool = False,
     token: str | None = None,
-    commit_message: str = "Upload distillgraph student",
+    commit_message: str = "Upload a student distilled with distillgraph",
 ) -> str:
     """Create the model repo ``repo_id`` if needed and upload ``folder`` (or just ``files``).
 
