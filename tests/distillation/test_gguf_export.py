@@ -189,6 +189,23 @@ def test_cli_export_with_roundtrip_and_card(tiny_dir, tmp_path, capsys):
     assert json.loads((out.parent / "model_card.json").read_text())["library_name"] == "gguf"
 
 
+def test_readme_export_command_as_printed(tiny_dir, tmp_path, capsys):
+    """`export --model DIR --format gguf --quant q8_0 --data DIR`: the default folder beside."""
+    student = tmp_path / "distill" / "student"
+    shutil.copytree(tiny_dir, student)
+    before = sorted(p.name for p in student.iterdir())
+    data = _dataset(tmp_path / "data")
+    argv = ["export", "--model", str(student), "--format", "gguf", "--quant", "q8_0",
+            "--data", str(data), "--max-new-tokens", "4"]
+    assert main(argv) == 0, capsys.readouterr().err
+    folder = tmp_path / "distill" / "student-q8_0"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "Modelfile", "README.md", "model_card.json", "student-q8_0.gguf"]
+    assert "FROM ./student-q8_0.gguf" in (folder / "Modelfile").read_text()
+    assert "program prompts of" in (folder / "README.md").read_text()
+    assert sorted(p.name for p in student.iterdir()) == before  # the student is left alone
+
+
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
