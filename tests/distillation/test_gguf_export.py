@@ -269,3 +269,20 @@ def test_extra_embedding_rows_become_unused_pad_tokens(tiny_dir):
     assert fields["tokens"][-2:] == [f"[PAD{len(tok)}]", f"[PAD{len(tok) + 1}]"]
     assert fields["types"][-1] == 5  # UNUSED
     assert fields["add_bos"] is False
+
+
+def test_untied_head_is_written_as_output(tiny_dir, tmp_path):
+    untied = tmp_path / "untied"
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32)
+    model.config.tie_word_embeddings = False
+    torch.manual_seed(1)
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight) * 0.05)
+    model.save_pretrained(untied)
+    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(untied)
+    src = AutoModelForCausalLM.from_pretrained(untied, dtype=torch.float32).eval()
+    assert not torch.equal(src.lm_head.weight, src.model.embed_tokens.weight)
+    exp = G.export_gguf(untied, quant="f16", progress=False)
+    assert "output.weight" in {t.name for t in GGUFReader(exp.path).tensors}
+    back, tok = _load(exp)
+    ids = tok(TEXTS[0])["input_ids"]
+    assert (_logits(src, ids) - _logits(back, ids)).abs().max().item() < 5e-3
