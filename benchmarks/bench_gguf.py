@@ -110,7 +110,8 @@ def main() -> None:
             "roundtrip_s": round(time.perf_counter() - t0, 1),
             "transformers": {k: rt[k] for k in ("n", "answers_agree", "agreement",
                                                 "token_ids_equal", "chat_template_equal",
-                                                "max_abs_logit_diff", "disagreements")},
+                                                "max_abs_logit_diff", "same_prefix_chars",
+                                                "disagreements")},
             "llama_cpp": llama_cpp_check(exp.path, Path(model_dir), chats, args.max_new_tokens),
         }
         result["exports"][quant] = row

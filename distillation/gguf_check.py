@@ -9,6 +9,7 @@ measured. torch and transformers are imported lazily.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def check_roundtrip(
     Returns:
         ``n`` prompts; ``answers_agree`` (greedy answers equal) and ``agreement`` (their share);
         ``token_ids_equal`` (both tokenizers give the same ids for every rendered prompt);
-        ``chat_template_equal``; ``max_abs_logit_diff`` on the first prompt; ``disagreements``
-        (up to 5 examples).
+        ``chat_template_equal``; ``max_abs_logit_diff`` on the first prompt;
+        ``same_prefix_chars`` (per differing answer, how many leading characters still agree);
+        ``disagreements`` (up to 5 examples).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,6 +117,12 @@ def check_roundtrip(
         "token_ids_equal": ids_src == ids_back,
         "chat_template_equal": back_tok.chat_template == src_tok.chat_template,
         "max_abs_logit_diff": diff,
+        # Where answers part: a late split (near-tied tokens after a long common prefix) is
+        # rounding; an early one points at the file.
+        "same_prefix_chars": [
+            len(os.path.commonprefix([a, b]))
+            for a, b, ok in zip(answers_src, answers_back, agree, strict=True) if not ok
+        ],
         "disagreements": [
             {"prompt": texts[i][-200:], "source": answers_src[i], "gguf": answers_back[i]}
             for i, ok in enumerate(agree) if not ok
