@@ -218,19 +218,6 @@ class DistillationConfig(StrictModel):
     save_every: int = Field(
         50, ge=1, description="Write a resumable checkpoint every this many steps."
     )
-    report_to: Literal["none", "tensorboard", "mlflow", "wandb"] = Field(
-        "none",
-        description="Experiment tracker that gets the training_history.jsonl metrics as they are "
-        "written (train/* every step, eval/* every validation): tensorboard (logs in "
-        "<output_dir>/tensorboard; pip install 'distillgraph[track]'), mlflow "
-        "(MLFLOW_TRACKING_URI), wandb (its login, or WANDB_MODE=offline) or none.",
-    )
-    tracking_project: str = Field(
-        "distillgraph",
-        min_length=1,
-        description="Tracker project: the TensorBoard folder under <output_dir>/tensorboard, the "
-        "MLflow experiment or the W&B project. The run is named after output_dir.",
-    )
 
     # ---------------------------------------------------------------- hardware
     device: str = Field("auto", description="'auto' (CUDA if available), 'cpu' or 'cuda[:n]'.")

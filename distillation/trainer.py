@@ -69,13 +69,6 @@ from distillation.loop import (
     make_scheduler,
     train_step,
 )
-from distillation.tracking import (
-    TENSORBOARD_DIR,
-    accelerator_kwargs,
-    end_tracking,
-    log_row,
-    start_tracking,
-)
 
 if TYPE_CHECKING:
     import torch
@@ -91,7 +84,7 @@ TINY_TEACHER = "tiny"
 # Config fields a resumed run may change: they do not alter what the steps compute.
 _RESUMABLE_CHANGES = {
     "output_dir", "max_steps", "eval_every", "eval_samples", "eval_max_new_tokens",
-    "early_stopping_patience", "save_every", "cache", "device", "report_to", "tracking_project",
+    "early_stopping_patience", "save_every", "cache", "device",
 }
 
 
@@ -246,7 +239,6 @@ def run_distillation(
     bar = make_bar(config.max_steps, step, disable=not (progress and accelerator.is_main_process),
                    main=accelerator.is_main_process)
     run_start = time.perf_counter() - state["elapsed"]
-    start_tracking(accelerator, config)
     student.train()
     while step < config.max_steps:
         t0 = time.perf_counter()
@@ -274,7 +266,6 @@ def run_distillation(
         }
         if accelerator.is_main_process:
             append_history(history, row)
-        log_row(accelerator, config, row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3f}", ce=f"{row['ce']:.3f}", kd=f"{row['kd']:.3f}",
                         tok_s=f"{row['tokens_per_s']:.0f}")
@@ -295,7 +286,6 @@ def run_distillation(
                         "elapsed": time.perf_counter() - run_start}
             if accelerator.is_main_process:
                 append_history(history, eval_row)
-            log_row(accelerator, config, eval_row)
             bar.write(f"step {step}: val_loss {metrics['val_loss']:.4f}, val exact match "
                       f"{metrics['val_exact_match']:.1%} ({metrics['eval_samples']} pairs)")
             patience = config.early_stopping_patience
@@ -312,7 +302,6 @@ def run_distillation(
         if stopped_early:
             break
     bar.close()
-    end_tracking(accelerator, config)
 
     # ---------------------------------------------------------------- 7. export
     final_eval = last_eval(history)
@@ -341,13 +330,7 @@ def run_distillation(
 
 
 def make_accelerator(config: DistillationConfig) -> Accelerator:
-    """An `Accelerator` for the configured device, logging to the ``report_to`` tracker.
-
-    bf16 autocast on GPUs that have it.
-
-    Raises:
-        InputError: the tracker's package is not installed.
-    """
+    """An `Accelerator` for the configured device: bf16 autocast on GPUs that have it."""
     import torch
     from accelerate import Accelerator
 
@@ -358,7 +341,7 @@ def make_accelerator(config: DistillationConfig) -> Accelerator:
     mixed = "no"
     if not cpu and config.dtype in ("auto", "bfloat16", "bf16") and torch.cuda.is_bf16_supported():
         mixed = "bf16"
-    return Accelerator(cpu=cpu, mixed_precision=mixed, **accelerator_kwargs(config))
+    return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
 def read_records(
@@ -428,7 +411,6 @@ def prepare_output_dir(
         log.warning("--resume: no checkpoint in %s; starting from step 0", last)
     if accelerator.is_main_process:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        shutil.rmtree(out / TENSORBOARD_DIR, ignore_errors=True)  # a fresh run's curves only
         (out / HISTORY_FILE).unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
