@@ -16,6 +16,7 @@ works from any directory.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import subprocess
@@ -91,6 +92,7 @@ def chat_environment(
     state_dir: Path | None,
     db: str | None,
     base_env: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
     """The environment the Chainlit process runs with (checks every option first)."""
     from app.auth import load_users
@@ -112,6 +114,11 @@ def chat_environment(
             if not path.is_file():
                 raise InputError(f"{flag} {path}: file not found")
             env[key] = str(path.resolve())
+    if overrides:
+        from graphs.config import ENV_GRAPH_SET, load_graph_config
+
+        load_graph_config(graph_config, overrides)  # a bad key or value fails here, not in the UI
+        env[ENV_GRAPH_SET] = json.dumps(list(overrides))
     if state_dir is not None:
         env[ENV_CHAT_DIR] = str(state_dir.expanduser().resolve())
     if db is not None:
@@ -179,6 +186,10 @@ def chat(
     db: Annotated[
         str | None, typer.Option("--db", help="SQLAlchemy async URL of the history database.")
     ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Graph config override key=value (repeatable)."),
+    ] = None,
     allow_anonymous: Annotated[
         bool,
         typer.Option(
@@ -208,6 +219,7 @@ def chat(
         table_config=table_config,
         state_dir=state_dir,
         db=db,
+        overrides=overrides,
     )
     chat_dir = Path(env[ENV_CHAT_DIR])
     prepare_app_root(chat_dir)

@@ -188,7 +188,7 @@ def make_graph(config: RunnableConfig | None = None) -> CompiledStateGraph:
         config: The server's run config; unused (per-call settings are read at each call).
     """
     env = EnvSettings.from_env()
-    cfg = load_graph_config(env.graph_config)
+    cfg = load_graph_config(env.graph_config, list(env.overrides))
     if env.table_config:
         cfg = cfg.model_copy(update={"table_config": env.table_config})
     return build_graph(
