@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import math
 import os
 import re
 import time
@@ -55,6 +56,7 @@ from app.openai_api import (
     usage_of,
 )
 from data_loaders.errors import InputError
+from graphs.chat_model import LocalChatModel
 from graphs.graph import DEFAULT_REMOTE_STUDENT
 
 log = logging.getLogger("distillgraph.server")
@@ -74,7 +76,9 @@ def api_keys_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def jsonable(value: Any) -> Any:
-    """`value` with every leaf JSON-safe (numpy scalars unwrapped, the rest as text)."""
+    """`value` with JSON-safe leaves: numpy scalars unwrapped, NaN as null, the rest as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/inf, and the response encoder refuses them
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Mapping):
@@ -130,7 +134,7 @@ def to_langchain(req: ChatRequest) -> list[BaseMessage]:
 def _student_kwargs(model: BaseChatModel, req: ChatRequest) -> dict[str, Any]:
     """Generation settings in the names the student's class reads."""
     cap, temp = req.token_cap, req.temperature
-    if hasattr(model, "score_labels"):  # graphs.chat_model.LocalChatModel
+    if isinstance(model, LocalChatModel):
         out: dict[str, Any] = {"max_new_tokens": cap} if cap else {}
         return out | ({"sampling_temperature": temp} if temp is not None else {})
     if hasattr(model, "openai_api_base"):  # langchain_openai.ChatOpenAI

@@ -192,6 +192,19 @@ def test_student_reply_stream_and_usage(graph, student):
     assert ev[-3]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
 
 
+def test_graph_state_becomes_json():
+    import numpy as np
+
+    from app.server import jsonable
+
+    state = {"confidence": float("nan"), "p": np.float32(0.5), "rows": (np.int64(3),),
+             "spec": {"op": "lookup", "where": {1, }}, "obj": object}
+    out = jsonable(state)
+    assert out["confidence"] is None and out["p"] == 0.5 and out["rows"] == [3]
+    assert out["spec"] == {"op": "lookup", "where": [1]} and isinstance(out["obj"], str)
+    json.dumps(out, allow_nan=False)
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 
