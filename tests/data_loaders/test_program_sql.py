@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from data_loaders.config import PrepareConfig, TableConfig
+from data_loaders.config import PrepareConfig
 from data_loaders.config_loader import load_config
 from data_loaders.dataset import build_dataset
 from data_loaders.loaders import load_tables
