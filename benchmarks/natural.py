@@ -11,7 +11,8 @@ Scoring rules (`score_reply`):
 
 - a number is stated when some number in the reply equals it after both are rounded to 2
   decimals; thousands separators (``3,504``) and units around the number are tolerated;
-- a name (or any other text value) is stated when it occurs case-insensitively as whole words;
+- a name (or any other text value) is stated when it occurs case-insensitively as whole words
+  (a plural "s"/"es" allowed: "gentoos");
 - a list is right when every expected item is stated; a comparison (a ``compare`` request whose
   pandas names its candidates in a list literal) also needs the expected candidate to be stated
   before any other candidate, so "X is heavier than Y" is not read as an answer "Y";
@@ -134,7 +135,8 @@ def _spans(text: str, value: Any) -> list[tuple[int, int]]:
     if isinstance(value, int | float):
         return [m.span() for m in _NUMBER.finditer(text)
                 if _same_number(float(m.group().replace(",", "")), float(value))]
-    pattern = rf"(?<!\w){re.escape(str(value).strip())}(?!\w)"
+    # whole words, a plural allowed ("gentoos", "males")
+    pattern = rf"(?<!\w){re.escape(str(value).strip())}(?:e?s)?(?!\w)"
     return [m.span() for m in re.finditer(pattern, text, re.I)]
 
 

@@ -209,6 +209,148 @@ R: list[tuple[str, str, str, str, str, str | None]] = [
     # ---------------------------------------------------------------- free questions
     ("c72", CARS, "what is unusual about the ford pinto?", "free", "None", None),
     ("c73", CARS, "which car would u recommend for a long road trip", "free", "None", None),
+    # ============================================================================ penguins
+    # (no name column: requests are about species, islands, sexes and years)
+    # ---------------------------------------------------------------- counts
+    ("p01", PENGUINS, "how many penguins are in the data set", "count", "len(df)", None),
+    ("p02", PENGUINS, "how many gentoos are there", "count", "int((df.species=='Gentoo').sum())",
+     None),
+    ("p03", PENGUINS, "and how heavy are they on average?", "aggregate",
+     "round(df.loc[df.species=='Gentoo','body_mass_g'].mean(),2)", "p02"),
+    ("p04", PENGUINS, "what about the chinstraps?", "aggregate",
+     "round(df.loc[df.species=='Chinstrap','body_mass_g'].mean(),2)", "p03"),
+    ("p05", PENGUINS, "how many penguins live on dream island", "count",
+     "int((df.island=='Dream').sum())", None),
+    ("p06", PENGUINS, "number of female adelie penguins", "count",
+     "int(((df.species=='Adelie')&(df.sex=='female')).sum())", None),
+    ("p07", PENGUINS, "how many penguins were measured in 2009", "count",
+     "int((df.year==2009).sum())", None),
+    ("p08", PENGUINS, "how many penguins on biscoe weigh more than 5 kg", "count",
+     "int(((df.island=='Biscoe')&(df.body_mass_g>5000)).sum())", None),
+    ("p09", PENGUINS, "how many male chinstraps r in there", "count",
+     "int(((df.species=='Chinstrap')&(df.sex=='male')).sum())", None),
+    ("p10", PENGUINS, "penguins with flippers longer than 210mm, how many?", "count",
+     "int((df.flipper_length_mm>210).sum())", None),
+    # ---------------------------------------------------------------- distinct values
+    ("p11", PENGUINS, "how many different species are there", "distinct", "df.species.nunique()",
+     None),
+    ("p12", PENGUINS, "how many islands does the data cover", "distinct", "df.island.nunique()",
+     None),
+    ("p13", PENGUINS, "in how many diferent years were penguins measured", "distinct",
+     "df.year.nunique()", None),
+    # ---------------------------------------------------------------- aggregates
+    ("p14", PENGUINS, "avg flipper length for adelie penguins", "aggregate",
+     "round(df.loc[df.species=='Adelie','flipper_length_mm'].mean(),2)", None),
+    ("p15", PENGUINS, "and for gentoos?", "aggregate",
+     "round(df.loc[df.species=='Gentoo','flipper_length_mm'].mean(),2)", "p14"),
+    ("p16", PENGUINS, "what is the mean bill length on torgersen", "aggregate",
+     "round(df.loc[df.island=='Torgersen','bill_length_mm'].mean(),2)", None),
+    ("p17", PENGUINS, "heaviest chinstrap, how much did it weigh", "aggregate",
+     "df.loc[df.species=='Chinstrap','body_mass_g'].max()", None),
+    ("p18", PENGUINS, "shortest flipper of any penguin", "aggregate",
+     "df.flipper_length_mm.min()", None),
+    ("p19", PENGUINS, "total body mass of all the penguins on dream, in grams", "aggregate",
+     "df.loc[df.island=='Dream','body_mass_g'].sum()", None),
+    ("p20", PENGUINS, "average weight of the male penguins", "aggregate",
+     "round(df.loc[df.sex=='male','body_mass_g'].mean(),2)", None),
+    ("p21", PENGUINS, "how deep are gentoo bills on average", "aggregate",
+     "round(df.loc[df.species=='Gentoo','bill_depth_mm'].mean(),2)", None),
+    ("p22", PENGUINS, "longest bill measured in 2008", "aggregate",
+     "df.loc[df.year==2008,'bill_length_mm'].max()", None),
+    # ---------------------------------------------------------------- superlatives
+    ("p23", PENGUINS, "which species has the heaviest penguin", "superlative",
+     "df.set_index('species').body_mass_g.nlargest(1,keep='all').index.item()", None),
+    ("p24", PENGUINS, "which island is the penguin with the longest bill from", "superlative",
+     "df.set_index('island').bill_length_mm.nlargest(1,keep='all').index.item()", None),
+    ("p25", PENGUINS, "what species is the penguin with the deepest bill", "superlative",
+     "df.set_index('species').bill_depth_mm.nlargest(1,keep='all').index.item()", None),
+    ("p26", PENGUINS, "is the lightest penguin a male or a female", "superlative",
+     "df.set_index('sex').body_mass_g.nsmallest(1,keep='all').index.item()", None),
+    ("p27", PENGUINS, "what year was the penguin with the longest flippers measured",
+     "superlative",
+     "df.set_index('year').flipper_length_mm.nlargest(1,keep='all').index.item()", None),
+    ("p28", PENGUINS, "which island had the penguin with the shortest bill", "superlative",
+     "df.set_index('island').bill_length_mm.nsmallest(1,keep='all').index.item()", None),
+    # ---------------------------------------------------------------- comparisons (of groups)
+    ("p29", PENGUINS, "which is heavier on average, adelie or chinstrap?", "compare",
+     "df[df.species.isin(['Adelie','Chinstrap'])].groupby('species').body_mass_g.mean()"
+     ".nlargest(1,keep='all').index.item()", None),
+    ("p30", PENGUINS, "who has longer bills on avg, gentoo or chinstrap", "compare",
+     "df[df.species.isin(['Gentoo','Chinstrap'])].groupby('species').bill_length_mm.mean()"
+     ".nlargest(1,keep='all').index.item()", None),
+    ("p31", PENGUINS, "are penguins on biscoe or dream heavier on average", "compare",
+     "df[df.island.isin(['Biscoe','Dream'])].groupby('island').body_mass_g.mean()"
+     ".nlargest(1,keep='all').index.item()", None),
+    ("p32", PENGUINS, "do males or females have longer flippers, on average", "compare",
+     "df[df.sex.isin(['male','female'])].groupby('sex').flipper_length_mm.mean()"
+     ".nlargest(1,keep='all').index.item()", None),
+    # ---------------------------------------------------------------- statistic by group
+    ("p33", PENGUINS, "average body mass by species", "groupby",
+     "df.groupby('species').body_mass_g.mean().round(2)", None),
+    ("p34", PENGUINS, "mean flipper length per island", "groupby",
+     "df.groupby('island').flipper_length_mm.mean().round(2)", None),
+    ("p35", PENGUINS, "how many penguins of each species", "groupby",
+     "df.groupby('species').size()", None),
+    ("p36", PENGUINS, "avg bill depth, males vs females", "groupby",
+     "df.groupby('sex').bill_depth_mm.mean().round(2)", None),
+    ("p37", PENGUINS, "max body mass for each year", "groupby",
+     "df.groupby('year').body_mass_g.max()", None),
+    # ---------------------------------------------------------------- lists and top-k
+    ("p38", PENGUINS, "which islands do gentoo penguins live on", "list",
+     "sorted(df.loc[df.species=='Gentoo','island'].unique())", None),
+    ("p39", PENGUINS, "what species live on dream island", "list",
+     "sorted(df.loc[df.island=='Dream','species'].unique())", None),
+    ("p40", PENGUINS, "which islands have adelies", "list",
+     "sorted(df.loc[df.species=='Adelie','island'].unique())", None),
+    ("p41", PENGUINS, "give me the 3 biggest body masses in the data", "topk",
+     "df.nlargest(3,'body_mass_g',keep='all').body_mass_g.tolist()", None),
+    ("p42", PENGUINS, "the 2 shortest bills?", "topk",
+     "df.nsmallest(2,'bill_length_mm',keep='all').bill_length_mm.tolist()", None),
+    # ---------------------------------------------------------------- claims
+    ("p43", PENGUINS, "gentoo penguins only live on biscoe right?", "claim",
+     "bool((df.loc[df.species=='Gentoo','island']=='Biscoe').all())", None),
+    ("p44", PENGUINS, "is it true that chinstraps are heavier than adelies on average", "claim",
+     "bool(df.loc[df.species=='Chinstrap','body_mass_g'].mean()"
+     ">df.loc[df.species=='Adelie','body_mass_g'].mean())", None),
+    ("p45", PENGUINS, "the heaviest penguin weighs over 6 kg right?", "claim",
+     "bool(df.body_mass_g.max()>6000)", None),
+    ("p46", PENGUINS, "there are more than 20 adelie penguins in the data, correct?", "claim",
+     "bool((df.species=='Adelie').sum()>20)", None),
+    ("p47", PENGUINS, "all the penguins on torgersen are adelies?", "claim",
+     "bool((df.loc[df.island=='Torgersen','species']=='Adelie').all())", None),
+    ("p48", PENGUINS, "avg gentoo bill length is above 50mm yes?", "claim",
+     "bool(df.loc[df.species=='Gentoo','bill_length_mm'].mean()>50)", None),
+    ("p49", PENGUINS, "were any penguins measured in 2010?", "claim",
+     "bool((df.year==2010).any())", None),
+    # ---------------------------------------------------------------- summaries
+    ("p50", PENGUINS, "tell me about the chinstrap penguins", "summary_group",
+     "{'penguins': int((df.species=='Chinstrap').sum()),"
+     " 'mean body mass': round(df.loc[df.species=='Chinstrap','body_mass_g'].mean(),2),"
+     " 'mean bill length': round(df.loc[df.species=='Chinstrap','bill_length_mm'].mean(),2)}",
+     None),
+    ("p51", PENGUINS, "quick overview of the penguins on biscoe island", "summary_group",
+     "{'penguins': int((df.island=='Biscoe').sum()),"
+     " 'mean body mass': round(df.loc[df.island=='Biscoe','body_mass_g'].mean(),2),"
+     " 'mean flipper length': round(df.loc[df.island=='Biscoe','flipper_length_mm'].mean(),2)}",
+     None),
+    ("p52", PENGUINS, "summarize the gentoo data for me", "summary_group",
+     "{'penguins': int((df.species=='Gentoo').sum()),"
+     " 'mean body mass': round(df.loc[df.species=='Gentoo','body_mass_g'].mean(),2),"
+     " 'mean flipper length': round(df.loc[df.species=='Gentoo','flipper_length_mm'].mean(),2)}",
+     None),
+    ("p53", PENGUINS, "describe the female penguins", "summary_group",
+     "{'penguins': int((df.sex=='female').sum()),"
+     " 'mean body mass': round(df.loc[df.sex=='female','body_mass_g'].mean(),2)}", None),
+    # ---------------------------------------------------------------- not in the table
+    ("p54", PENGUINS, "how old is the oldest penguin", "unanswerable", "None", None),
+    ("p55", PENGUINS, "how many emperor penguins are there", "unanswerable", "None", None),
+    ("p56", PENGUINS, "whats the average wingspan of adelie penguins", "unanswerable", "None",
+     None),
+    ("p57", PENGUINS, "how many penguins live on deception island", "unanswerable", "None",
+     None),
+    # ---------------------------------------------------------------- free questions
+    ("p58", PENGUINS, "what do gentoo penguins eat", "free", "None", None),
+    ("p59", PENGUINS, "why are gentoos so much bigger than adelies", "free", "None", None),
 ]
 
 
