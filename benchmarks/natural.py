@@ -17,7 +17,8 @@ Scoring rules (`score_reply`):
   pandas names its candidates in a list literal) also needs the expected candidate to be stated
   before any other candidate, so "X is heavier than Y" is not read as an answer "Y";
 - a statistic by group (``groupby``) needs every group and, next to it (before or after, with
-  no other group in between), its value; a summary needs every value of its facts;
+  no other group in between), its value; a summary needs every value of its facts (every item
+  of a fact that is a list);
 - a claim is read from the first yes/no word of the reply (yes, no, true, false, correct,
   incorrect; "not true", "not correct" read as no);
 - a request with no answer in the table (``expected`` null: an empty cell, an unknown column or
@@ -141,7 +142,10 @@ def _spans(text: str, value: Any) -> list[tuple[int, int]]:
 
 
 def states(text: str, value: Any) -> bool:
-    """Whether ``text`` states ``value`` (a number to 2 decimals, or text as whole words)."""
+    """Whether ``text`` states ``value`` (a number to 2 decimals, text as whole words, or every
+    item of a list)."""
+    if isinstance(value, list):
+        return all(states(text, v) for v in value)
     return bool(_spans(text, value))
 
 
@@ -227,7 +231,7 @@ def score_reply(request: dict, reply_text: str | None, state: dict | None = None
     if isinstance(expected, bool):
         return read_verdict(text) is expected
     if isinstance(expected, list):
-        return all(states(text, v) for v in expected)
+        return states(text, expected)
     if isinstance(expected, dict):
         if kind == "groupby":
             return _group_stated(text, expected)
