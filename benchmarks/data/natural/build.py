@@ -160,7 +160,7 @@ R: list[tuple[str, str, str, str, str, str | None]] = [
      "df.loc[(df.Origin=='Europe')&(df.Year==1982),'Name'].tolist()", None),
     ("c52", CARS, "show me all the 3 cylinder cars", "list",
      "df.loc[df.Cylinders==3,'Name'].tolist()", None),
-    ("c53", CARS, "which cars have 5 cylinders", "list",
+    ("c53", CARS, "any cars with 5 cylinders?", "list",
      "df.loc[df.Cylinders==5,'Name'].tolist()", None),
     ("c54", CARS, "top 3 heaviest cars", "topk",
      "df.nlargest(3,'Weight_in_lbs',keep='all').Name.tolist()", None),
@@ -195,7 +195,7 @@ R: list[tuple[str, str, str, str, str, str | None]] = [
     ("c68", CARS, "give me a quick rundown of the volkswagen rabbit", "summary_row",
      "df.loc[df.Name=='volkswagen rabbit',['Miles_per_Gallon','Cylinders','Horsepower',"
      "'Weight_in_lbs','Year','Origin']].to_dict('records')[0]", None),
-    ("c69", CARS, "tell me about the ford mustang ii", "summary_row",
+    ("c69", CARS, "so whats the deal with the ford mustang ii", "summary_row",
      "df.loc[df.Name=='ford mustang ii',['Miles_per_Gallon','Cylinders','Horsepower',"
      "'Weight_in_lbs','Year']].to_dict('records')[0]", None),
     ("c70", CARS, "can u sum up the japanese cars for me", "summary_group",
@@ -446,10 +446,10 @@ R: list[tuple[str, str, str, str, str, str | None]] = [
     ("a38", AIRPORTS, "how many ohio airports r there", "count", "int((df.state=='OH').sum())",
      None),
     # ---------------------------------------------------------------- distinct values
-    ("a39", AIRPORTS, "how many states have airports in this table", "distinct",
+    ("a39", AIRPORTS, "how many states does this airport list cover", "distinct",
      "df.state.nunique()", None),
     ("a40", AIRPORTS, "how many countries are there", "distinct", "df.country.nunique()", None),
-    ("a41", AIRPORTS, "how many different cities in alaska have an airport", "distinct",
+    ("a41", AIRPORTS, "in alaska, how many different cities have airports", "distinct",
      "df.loc[df.state=='AK','city'].nunique()", None),
     # ---------------------------------------------------------------- aggregates
     ("a42", AIRPORTS, "average latitude of the airports in alaska", "aggregate",
@@ -478,7 +478,7 @@ R: list[tuple[str, str, str, str, str, str | None]] = [
     # ---------------------------------------------------------------- statistic by group
     ("a53", AIRPORTS, "how many airports does each of texas, oklahoma and kansas have",
      "groupby", "df[df.state.isin(['TX','OK','KS'])].groupby('state').size()", None),
-    ("a54", AIRPORTS, "mean latitude for idaho and utah airports, by state", "groupby",
+    ("a54", AIRPORTS, "avg latitude of idaho airports vs utah airports", "groupby",
      "df[df.state.isin(['ID','UT'])].groupby('state').latitude.mean().round(2)", None),
     # ---------------------------------------------------------------- claims
     ("a55", AIRPORTS, "boulder muni is in colorado right?", "claim",
@@ -499,10 +499,10 @@ R: list[tuple[str, str, str, str, str, str | None]] = [
     ("a62", AIRPORTS, "give me a rundown of key west international", "summary_row",
      "df.loc[df.name=='Key West International',['iata','city','state','latitude',"
      "'longitude']].to_dict('records')[0]", None),
-    ("a63", AIRPORTS, "tell me about san jose international", "summary_row",
+    ("a63", AIRPORTS, "can you give me the lowdown on san jose international", "summary_row",
      "df.loc[df.name=='San Jose International',['iata','city','state','latitude',"
      "'longitude']].to_dict('records')[0]", None),
-    ("a64", AIRPORTS, "tell me about the airports in hawaii", "summary_group",
+    ("a64", AIRPORTS, "whats the story with the hawaii airports", "summary_group",
      "{'airports': int((df.state=='HI').sum()), 'names': df.loc[df.state=='HI','name'].tolist()}",
      None),
     ("a65", AIRPORTS, "summarize the colorado airports", "summary_group",
@@ -562,12 +562,28 @@ def build() -> list[dict]:
     return out
 
 
+def counts_table(records: list[dict]) -> str:
+    """The README's table: requests per kind (rows) and table (columns), with totals."""
+    tables = list(dict.fromkeys(r["table"] for r in records))
+    short = [Path(t).stem for t in tables]
+    lines = ["| kind | route | " + " | ".join(short) + " | all |",
+             "|---|---|" + "---:|" * (len(tables) + 1)]
+    for kind in KINDS:
+        n = [sum(r["kind"] == kind and r["table"] == t for r in records) for t in tables]
+        lines.append(f"| {kind} | {ROUTE_OF.get(kind, 'qa')} | "
+                     + " | ".join(map(str, n)) + f" | {sum(n)} |")
+    n = [sum(r["table"] == t for r in records) for t in tables]
+    lines.append("| **all** | | " + " | ".join(map(str, n)) + f" | {len(records)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     records = build()
     tmp = OUT.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     tmp.replace(OUT)
     print(f"wrote {len(records)} requests to {OUT.relative_to(ROOT)}")
+    print(counts_table(records))
 
 
 if __name__ == "__main__":
