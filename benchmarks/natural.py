@@ -23,7 +23,13 @@ Scoring rules (`score_reply`):
   incorrect; "not true", "not correct" read as no);
 - a request with no answer in the table (``expected`` null: an empty cell, an unknown column or
   entity, a free question) is right when the reply is not presented as a supported answer
-  (``state["verdict"]["supported"]`` is not True).
+  (``state["verdict"]["supported"]`` is not True); an empty cell is also answered right by a
+  reply that says the value is missing ("the table has no horsepower value for ford pinto"),
+  which the graph marks supported because the table computed it;
+- a reply the graph declines to give (``state["answered_by"]`` is ``"none"`` or tagged
+  ``(unsupported)``, ``(failed)`` or ``(asked back)``) answers nothing: it is wrong wherever an
+  answer is expected, even when the rows it quotes happen to hold the value, and right where
+  none is.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])"
 _VERDICT = re.compile(
     r"\b(?:(not|n't|isn't|wasn't)\s+)?(yes|no|true|false|correct|incorrect)\b", re.I)
 _YES = {"yes", "true", "correct"}
+_EMPTY = re.compile(
+    r"\b(?:no|without(?: an?)?)\b[^.]{0,40}?\b(?:value|data|entry|number|figure|record)s?\b"
+    r"|\b(?:empty|blank|missing|not recorded|not available|not given|n/a)\b", re.I)
+_DECLINED_TAGS = ("(unsupported)", "(failed)", "(asked back)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,6 +217,24 @@ def _group_stated(text: str, groups: dict[str, Any]) -> bool:
     return True
 
 
+def declined(state: dict | None) -> bool:
+    """Whether the graph gave no answer this turn (refused, failed or asked back)."""
+    by = (state or {}).get("answered_by") or ""
+    return by == "none" or any(tag in by for tag in _DECLINED_TAGS)
+
+
+def says_empty(text: str) -> bool:
+    """Whether a reply says the value is missing ("has no horsepower value", "is empty")."""
+    return _EMPTY.search(text) is not None
+
+
+def _supported(state: dict | None) -> bool | None:
+    verdict = (state or {}).get("verdict") or {}
+    if isinstance(verdict, dict):
+        return verdict.get("supported")
+    return getattr(verdict, "supported", None)
+
+
 def score_reply(request: dict, reply_text: str | None, state: dict | None = None) -> bool:
     """Whether a graph's reply to ``request`` is right (rules in the module docstring).
 
@@ -214,8 +242,8 @@ def score_reply(request: dict, reply_text: str | None, state: dict | None = None
         request: one record of the set (needs ``expected`` and ``kind``; ``pandas`` for the
             candidates of a comparison).
         reply_text: the reply the user sees.
-        state: the graph's final state; only ``state["verdict"]["supported"]`` is read, for
-            requests whose expected answer is null.
+        state: the graph's final state (None or {} to score the text alone); read are
+            ``verdict.supported`` (a dict or an object) and ``answered_by``.
 
     Returns:
         True when the reply is right.
@@ -224,10 +252,11 @@ def score_reply(request: dict, reply_text: str | None, state: dict | None = None
     expected = request["expected"]
     kind = request["kind"]
     if expected is None:
-        verdict = (state or {}).get("verdict") or {}
-        supported = verdict.get("supported") if isinstance(verdict, dict) else getattr(
-            verdict, "supported", None)
-        return supported is not True
+        if declined(state) or _supported(state) is not True:
+            return True
+        return kind == "empty_cell" and says_empty(text)
+    if declined(state):
+        return False
     if isinstance(expected, bool):
         return read_verdict(text) is expected
     if isinstance(expected, list):

@@ -300,8 +300,46 @@ def test_claims_read_yes_or_no(reply, verdict):
 )
 def test_null_expected_is_right_unless_presented_as_supported(state, right):
     for kind in ("empty_cell", "unanswerable", "free"):
-        reply = "The table has no horsepower value for ford pinto."
+        reply = "The price of the ford pinto is 3000 dollars."
         assert score_reply(_req(None, kind), reply, state) is right
+
+
+@pytest.mark.parametrize(
+    "reply, right",
+    [
+        ("The table has no horsepower value for ford pinto.", True),
+        ("The horsepower of ford pinto is missing.", True),
+        ("ford pinto: horsepower is empty in the table", True),
+        ("The horsepower of ford pinto is 75 hp.", False),
+        ("There is no doubt: 75 hp.", False),
+    ],
+)
+def test_an_empty_cell_may_be_stated_as_such(reply, right):
+    state = {"verdict": {"supported": True}, "answered_by": "program"}
+    assert score_reply(_req(None, "empty_cell"), reply, state) is right
+    assert score_reply(_req(None, "unanswerable"), reply, state) is False
+
+
+REFUSAL = ("I could not give an answer that the table supports. The model suggested \"I don't "
+           "know\", but it states no value found in the retrieved rows. The rows: saab 99e: "
+           "origin Europe, mpg 25.")
+
+
+@pytest.mark.parametrize(
+    "answered_by", ["none", "student (unsupported)", "program (failed)", "program (asked back)"])
+def test_a_declined_reply_answers_nothing(answered_by):
+    state = {"verdict": {"supported": False}, "answered_by": answered_by}
+    for expected, kind in (("Europe", "lookup"), (25, "lookup"), (False, "claim"),
+                           (["saab 99e"], "list")):
+        assert score_reply(_req(expected, kind), REFUSAL, state) is False
+        assert score_reply(_req(expected, kind), REFUSAL, {}) is True  # text alone: it says it
+    assert score_reply(_req(None, "empty_cell"), REFUSAL, state) is True
+
+
+def test_a_false_claim_answered_no_is_right_though_not_supported():
+    state = {"verdict": {"supported": False, "checked_by": "table"}, "answered_by": "program"}
+    reply = "No: the cylinders of mazda rx-4 is 3, so the claim (8) does not hold."
+    assert score_reply(_req(False, "claim"), reply, state)
 
 
 def test_verdict_may_be_an_object():
