@@ -1,0 +1,507 @@
+"""Synthetic training requests from an API teacher, each kept only when the table confirms it.
+
+``distillgraph synth`` reads a dataset directory, asks an OpenAI-compatible endpoint
+(`teacher_client.TeacherClient`) two things for each train pair that carries a program, and
+writes a new dataset directory: the original pairs, the kept synthetic ones, val/test copied
+byte for byte, and a manifest that records where every train pair came from (``template``,
+``synth-paraphrase``, ``synth-new``) and why each rejected request was rejected.
+
+- Paraphrases, typed the way people type. One is kept only when masking it
+  (`program_text.mask_request` with the table's `NameIndex`) yields the same mention slots as
+  the original request, so the pair's ``program_text`` still applies; its ``program_input`` is
+  recomputed, and reading and running the program on it must give the stored answer.
+- New requests about the pair's row or group, with the teacher's program and stated answer.
+  One is kept only when the program parses, binds to the request's mentions and the table's
+  columns, uses every mention, runs, and gives the answer the teacher stated; when it names no
+  val/test entity and repeats no question or val/test program. Its program text is rewritten
+  canonically (`program_text.to_text`), its context holds the rows and facts the answer rests on.
+
+The teacher's outputs are hard labels (a sequence-level teacher: no logits), so ``distill``
+trains on the new ``train.jsonl`` like on any other, with the local logit teacher where one is
+configured. Summaries are not taken from the teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_loaders.config import SynthConfig
+from data_loaders.dataset import MANIFEST, _created_at, check_out_dir, split_counts
+from data_loaders.errors import InputError
+from data_loaders.io import atomic_dir, atomic_write_json, read_jsonl, write_jsonl
+from data_loaders.mentions import NUMBER, NameIndex, normalize
+from data_loaders.program_text import (
+    Masked,
+    ProgramSyntaxError,
+    mask_request,
+    program_messages,
+    read_program,
+    schema_text,
+    to_text,
+    unused_mentions,
+)
+from data_loaders.programs import (
+    ProgramError,
+    index_for,
+    pandas_expr,
+    required_facts,
+    required_rows,
+    run_program,
+)
+from data_loaders.qa import program_key, question_key
+from data_loaders.schema import TASK_OF_TYPE, Provenance, QAPair
+from data_loaders.table import Table
+from data_loaders.teacher_client import BadReply, Call, ReplyCache, TeacherClient, loose_json
+
+PARAPHRASE = "synth-paraphrase"
+NEW = "synth-new"
+TEMPLATE = "template"
+PARAPHRASE_SYSTEM = (
+    "You rewrite requests that people send to a chat assistant about a data table. Write each "
+    "one the way a real user types into a chat box: casual, short, often lowercase, punctuation "
+    "or question words left out, sometimes a command instead of a question, common "
+    "abbreviations, a different word order. Keep the meaning exactly: the same thing asked "
+    "about the same rows and values. Copy every row name, category value and number exactly as "
+    "the request writes it (letter case may change); add no other names, values or numbers. "
+    'Reply with JSON only: {"paraphrases": ["...", "..."]}'
+)
+NEW_SYSTEM = (
+    "You write new requests that people might send to a chat assistant about a data table, "
+    "each with the program that answers it and its answer. Type them the way real users do "
+    "(casual, short, often lowercase). Ask about the rows shown or about groups of rows, using "
+    "only names and values that appear in the rows shown, the example or the schema.\n"
+    "A program is one line:\n"
+    "  lookup E COL | claim E COL CMP S | compare E E COL DIR | superlative COL DIR [WHERE]\n"
+    "  aggregate AGG [COL] [WHERE] | list [WHERE] | top K COL DIR [WHERE] | distinct COL [WHERE]"
+    "\n  group AGG [COL] by COL [WHERE]\n"
+    "  WHERE := where COND (and COND)* ; COND := C | COL CMP V\n"
+    "  CMP := == > < >= <= ; DIR := max | min ; AGG := count mean sum min max\n"
+    "Slots: the rows a request names are E1, E2 (in the order it names them), its category "
+    "values C1, C2 and its numbers V1, V2 (each kind numbered in order of first mention); a "
+    "number inside a column's own words is not a slot. COL is a column identifier from the "
+    "schema. The answer is what the program computes over the whole table: a number with its "
+    "unit, a name, yes or no, or a list of names. Write no summaries. "
+    'Reply with JSON only: {"requests": [{"request": "...", "program": "...", "answer": "..."}]}'
+)
+SUMMARY_OPS = ("summary_row", "summary_group")
+_NUM = re.compile(r"-?\d+(?:\.\d+)?")
+EXAMPLES_KEPT = 20  # rejected requests quoted per kind in the manifest
+
+
+class Rejected(Exception):  # noqa: N818 -- a verdict on a teacher's request
+    """A teacher request the table does not confirm: ``reason`` is the manifest's category."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------------------------
+# Prompts and replies
+# --------------------------------------------------------------------------------------------
+
+
+def paraphrase_messages(table: Table, pair: QAPair, n: int) -> list[dict]:
+    """The call asking for `n` paraphrases of `pair`'s request."""
+    user = f"{schema_text(table)}\nrequest: {pair.question}\nhow many: {n}"
+    return [{"role": "system", "content": PARAPHRASE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def new_messages(table: Table, pair: QAPair, masked: Masked, n: int) -> list[dict]:
+    """The call asking for `n` new requests (with programs) about `pair`'s rows or group."""
+    user = (
+        f"{schema_text(table)}\nrows shown:\n{pair.context}\n"
+        f"example request: {pair.question}\nrequest: {pair.question}\n"
+        f"its masked form: {masked.text}\nits program: {pair.program_text}\n"
+        f"its answer: {pair.answer}\nhow many: {n}"
+    )
+    return [{"role": "system", "content": NEW_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_paraphrases(text: str) -> list[Any]:
+    """The list under ``paraphrases`` (`BadReply` when the reply has none)."""
+    value = loose_json(text)
+    items = value.get("paraphrases") if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        raise BadReply("reply is not JSON", 'no "paraphrases" list in the reply')
+    return items
+
+
+def parse_new(text: str) -> list[Any]:
+    """The list under ``requests`` (`BadReply` when the reply has none)."""
+    value = loose_json(text)
+    items = value.get("requests") if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        raise BadReply("reply is not JSON", 'no "requests" list in the reply')
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# The checks
+# --------------------------------------------------------------------------------------------
+
+
+def slots_of(masked: Masked) -> dict[str, tuple]:
+    """A request's mention slots as comparable values: name -> (kind, column, value)."""
+    out = {}
+    for name, s in masked.slots.items():
+        value = float(s.value) if s.kind == "number" else s.value
+        out[name] = (s.kind, s.column, value)
+    return out
+
+
+def answers_agree(stated: str, computed: str, units: Iterable[str] = ()) -> bool:
+    """Whether the teacher's stated answer says what the program computed.
+
+    Equal after `normalize`; or for yes/no its first word; otherwise every number of the
+    computed answer appears in the stated one (within 0.006 or 0.1 %) and so does every other
+    word of it except unit words.
+    """
+    s, c = normalize(stated), normalize(computed)
+    if s == c:
+        return True
+    if c in ("yes", "no"):
+        first = s.split()[:1]
+        return first == [c] or first == [{"yes": "true", "no": "false"}[c]]
+    c_nums = [float(x) for x in _NUM.findall(computed.replace(",", ""))]
+    s_nums = [float(x) for x in _NUM.findall(stated.replace(",", ""))]
+    for x in c_nums:
+        if not any(abs(x - y) <= max(0.006, 1e-3 * abs(x)) for y in s_nums):
+            return False
+    unit_words = {w for u in units for w in normalize(u or "").split()}
+    words = set(s.split())
+    return all(w in words for w in c.split() if not NUMBER.match(w) and w not in unit_words)
+
+
+def _synth_id(parent: str, kind: str, question: str) -> str:
+    text = f"{parent}|{kind}|{question_key(question)}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def check_paraphrase(pair: QAPair, text: Any, index: NameIndex) -> QAPair:
+    """The paraphrase as a pair of its own, or `Rejected` saying why the table refuses it."""
+    if not isinstance(text, str) or not text.strip():
+        raise Rejected("not a request", repr(text)[:80])
+    text = " ".join(text.split())
+    table = index.table
+    original = mask_request(pair.question, index)
+    masked = mask_request(text, index)
+    if slots_of(masked) != slots_of(original):
+        raise Rejected("mentions differ",
+                       f"{text!r}: {masked.text!r} vs the original's {original.text!r}")
+    try:
+        answer = run_program(table, read_program(pair.program_text or "", masked, index))
+    except ProgramError as e:
+        raise Rejected("program fails", f"{text!r}: {e}") from None
+    if answer != pair.answer:
+        raise Rejected("answer differs", f"{text!r}: {answer!r} != {pair.answer!r}")
+    return pair.model_copy(update={
+        "id": _synth_id(pair.id, PARAPHRASE, text),
+        "template": PARAPHRASE,
+        "question": text,
+        "program_input": program_messages(table, masked)[1]["content"],
+    })
+
+
+def _context(table: Table, program: dict) -> tuple[list[int], str]:
+    """The rows and fact lines an answer rests on (the context rule of `data_loaders.qa`)."""
+    idx = index_for(table)
+    rows = sorted(set(required_rows(table, program)))
+    lines = [idx.row_text(r) for r in rows] + required_facts(table, program)
+    return rows, "\n".join(lines)
+
+
+def check_new(item: Any, index: NameIndex, held_out: set[str], parent: str) -> QAPair:
+    """A teacher's new request as a pair, or `Rejected` saying why the table refuses it."""
+    if not isinstance(item, dict) or not all(
+        isinstance(item.get(k), str) and item[k].strip() for k in ("request", "program", "answer")
+    ):
+        raise Rejected("not a request with program and answer", repr(item)[:80])
+    table = index.table
+    request = " ".join(item["request"].split())
+    line = item["program"].strip()
+    masked = mask_request(request, index)
+    try:
+        prog = read_program(line, masked, index)
+    except ProgramSyntaxError as e:
+        raise Rejected("program does not parse", f"{line!r}: {e}") from None
+    except ProgramError as e:
+        reason = "unknown column" if str(e).startswith("unknown column") else "program does not bind"
+        raise Rejected(reason, f"{line!r}: {e}") from None
+    if prog["op"] in SUMMARY_OPS:
+        raise Rejected("summary", f"{line!r}: summaries are not taken from the teacher")
+    unused = unused_mentions(line, masked, table)
+    if unused:
+        raise Rejected("leaves out a mention",
+                       f"{line!r} does not use {', '.join(unused)} of {masked.text!r}")
+    names = [table.entity_of(int(s.value)) for s in masked.of_kind("entity")]
+    leaked = [n for n in names if normalize(n) in held_out]
+    if leaked:
+        raise Rejected("names a val/test entity", f"{request!r}: {', '.join(leaked)}")
+    try:
+        answer = run_program(table, prog)
+    except ProgramError as e:
+        raise Rejected("program fails", f"{line!r}: {e}") from None
+    if not answers_agree(item["answer"], answer, table.units.values()):
+        raise Rejected("answer differs from the teacher's",
+                       f"{line!r} gives {answer!r}, the teacher said {item['answer']!r}")
+    canonical = to_text(prog, masked)
+    if canonical is None:
+        raise Rejected("program does not bind", f"{line!r} cannot be written over the mentions")
+    rows, context = _context(table, prog)
+    cols = [c for c in (prog.get("column"), prog.get("by")) if c]
+    cols += [c["column"] for c in prog.get("where", [])]
+    if table.entity_column:
+        cols.insert(0, table.entity_column)
+    entities = list(dict.fromkeys([index_for(table).entity_name(r) for r in rows] + names))
+    return QAPair(
+        id=_synth_id(parent, NEW, request),
+        task=TASK_OF_TYPE[prog["op"]],
+        qtype=prog["op"],
+        template=NEW,
+        question=request,
+        answer=answer,
+        context=context,
+        entities=entities,
+        provenance=Provenance(
+            source=table.source, table=table.name, table_hash=table.content_hash,
+            row_ids=rows, columns=list(dict.fromkeys(cols)),
+            program={**prog, "pandas": pandas_expr(table, prog)},
+        ),
+        program_input=program_messages(table, masked)[1]["content"],
+        program_text=canonical,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Requests of one kind: calls, requests received, kept, and rejections by reason."""
+
+    calls: int = 0
+    received: int = 0
+    kept: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    bad_replies: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def reject(self, reason: str, detail: str) -> None:
+        """Count one rejection and quote the first few."""
+        self.rejected[reason] += 1
+        if len(self.examples) < EXAMPLES_KEPT:
+            self.examples.append(f"{reason}: {detail}")
+
+    def as_dict(self) -> dict:
+        """The manifest's record."""
+        return {"calls": self.calls, "bad_replies": dict(self.bad_replies),
+                "received": self.received, "kept": self.kept,
+                "rejected": dict(self.rejected.most_common()), "examples": self.examples}
+
+
+@dataclass
+class Plan:
+    """A synth run before any call: the dataset, its tables, the train pairs used, the calls."""
+
+    data_dir: Path
+    splits: dict[str, list[QAPair]]
+    indexes: dict[str, NameIndex]  # by table hash
+    sources: list[QAPair]
+    calls: list[tuple[str, QAPair, Call]]  # (kind, source pair, call)
+    skipped: int  # train pairs without a program
+
+
+def load_split(path: Path) -> list[QAPair]:
+    """A split file as pairs (`InputError` naming the file and line of a bad record)."""
+    from pydantic import ValidationError
+
+    out = []
+    for i, rec in enumerate(read_jsonl(path), 1):
+        try:
+            out.append(QAPair.model_validate(rec))
+        except ValidationError as e:
+            raise InputError(f"{path} record {i}: not a QA pair ({e.errors()[0]['msg']}); "
+                             "re-create the dataset with `distillgraph prepare`") from None
+    return out
+
+
+def make_plan(data_dir: str | Path, config: SynthConfig) -> Plan:
+    """Read the dataset and its tables and list the calls a run makes.
+
+    Raises:
+        InputError: not a dataset directory, a changed table, nothing to ask, or no train pair
+            with a program.
+    """
+    from data_loaders.program_text import dataset_tables
+
+    data_dir = Path(data_dir)
+    if config.paraphrases == 0 and config.new_requests == 0:
+        raise InputError("--paraphrases and --new-requests are both 0: nothing to ask")
+    if not (data_dir / MANIFEST).is_file():
+        raise InputError(f"--data {data_dir}: not a dataset directory (no {MANIFEST}); make "
+                         "one with `distillgraph prepare`")
+    manifest = json.loads((data_dir / MANIFEST).read_text(encoding="utf-8"))
+    splits = {s: load_split(data_dir / f) for s, f in manifest.get("files", {}).items()}
+    if "train" not in splits:
+        raise InputError(f"--data {data_dir}: the manifest lists no train split")
+    indexes = {t.content_hash: NameIndex(t) for t in dataset_tables(data_dir)}
+    usable = [p for p in splits["train"] if p.program_text and p.program_input]
+    if not usable:
+        raise InputError(f"--data {data_dir}: no train pair has a program (program_text); "
+                         "re-create the dataset with `distillgraph prepare`")
+    sources = usable[: config.max_source_pairs] if config.max_source_pairs else usable
+    calls = []
+    for pair in sources:
+        index = indexes[pair.provenance.table_hash]
+        if config.paraphrases:
+            msgs = paraphrase_messages(index.table, pair, config.paraphrases)
+            calls.append((PARAPHRASE, pair, Call(msgs, parse_paraphrases)))
+        if config.new_requests:
+            masked = mask_request(pair.question, index)
+            msgs = new_messages(index.table, pair, masked, config.new_requests)
+            calls.append((NEW, pair, Call(msgs, parse_new)))
+    return Plan(data_dir, splits, indexes, sources, calls,
+                len(splits["train"]) - len(usable))
+
+
+def default_out(data_dir: str | Path) -> Path:
+    """``<DATASET_DIR>_synth`` beside the dataset."""
+    p = Path(data_dir)
+    return p.with_name(f"{p.name}_synth")
+
+
+def client_for(config: SynthConfig, out_dir: Path) -> TeacherClient:
+    """The endpoint client with its cache (``cache_dir``, else ``synth_cache`` beside `out_dir`)."""
+    cache = Path(config.cache_dir) if config.cache_dir else out_dir.parent / "synth_cache"
+    return TeacherClient(config, ReplyCache(cache))
+
+
+def estimate(plan: Plan, client: TeacherClient) -> dict:
+    """What a run would ask, without calling: calls, cached ones, tokens and cost (estimated).
+
+    Prompt tokens are estimated as characters / 4; a reply as the requests it asks for, each
+    the length of the source request (new ones 3 times that, for the program and answer), plus
+    20 tokens.
+    """
+    c = client.config
+    todo, cached, tokens_in, tokens_out = 0, 0, 0, 0
+    for kind, pair, call in plan.calls:
+        if client.cache.get(client.key_of(call.messages)) is not None:
+            cached += 1
+            continue
+        todo += 1
+        tokens_in += sum(len(m["content"]) for m in call.messages) // 4
+        n, per = (c.paraphrases, 1) if kind == PARAPHRASE else (c.new_requests, 3)
+        tokens_out += 20 + n * per * (len(pair.question) // 4 + 4)
+    cost = (tokens_in * c.prices.input_per_million + tokens_out * c.prices.output_per_million)
+    return {"source_pairs": len(plan.sources), "calls": len(plan.calls), "cached": cached,
+            "to_ask": todo, "estimated_input_tokens": tokens_in,
+            "estimated_output_tokens": tokens_out, "estimated_cost": round(cost / 1e6, 6),
+            "currency": c.prices.currency}
+
+
+@dataclass
+class SynthResult:
+    """What a run made: the new train split, the tallies, the manifest written and where."""
+
+    train: list[QAPair]
+    tallies: dict[str, Tally]
+    manifest: dict
+    out_dir: Path
+
+
+def synthesize(plan: Plan, client: TeacherClient, out_dir: str | Path, *,
+               progress: bool = False) -> SynthResult:
+    """Ask the teacher, keep what the table confirms, and write the new dataset directory.
+
+    Nothing is written unless every call got a reply: a `TeacherError` leaves `out_dir` as it
+    was (the cache keeps the replies that came).
+    """
+    out = check_out_dir(out_dir)
+    if out.resolve() == plan.data_dir.resolve():
+        raise InputError(f"--out {out}: is the input dataset; give a new directory")
+    results = client.run([call for _, _, call in plan.calls], progress=progress)
+    held_out = {normalize(e) for s, pairs in plan.splits.items() if s != "train"
+                for p in pairs for e in p.entities}
+    seen_questions = {question_key(p.question) for ps in plan.splits.values() for p in ps}
+    held_programs = {program_key(p.provenance.table_hash, p.provenance.program)
+                     for s, ps in plan.splits.items() if s != "train" for p in ps}
+    tallies = {PARAPHRASE: Tally(), NEW: Tally()}
+    made: list[QAPair] = []
+    parents: dict[str, str] = {}  # synthetic pair id -> the train pair it came from
+    for (kind, pair, _), result in zip(plan.calls, results, strict=True):
+        tally = tallies[kind]
+        tally.calls += 1
+        if result.bad is not None:
+            tally.bad_replies[result.bad.reason] += 1
+            if len(tally.examples) < EXAMPLES_KEPT:
+                tally.examples.append(f"{result.bad.reason}: {result.bad.detail}")
+            continue
+        index = plan.indexes[pair.provenance.table_hash]
+        limit = client.config.paraphrases if kind == PARAPHRASE else client.config.new_requests
+        for item in result.value[:limit]:
+            tally.received += 1
+            try:
+                if kind == PARAPHRASE:
+                    new = check_paraphrase(pair, item, index)
+                else:
+                    new = check_new(item, index, held_out, pair.id)
+                    key = program_key(new.provenance.table_hash, new.provenance.program)
+                    if key in held_programs:
+                        raise Rejected("same program as a val/test pair", repr(new.question))
+                if question_key(new.question) in seen_questions:
+                    raise Rejected("duplicate", repr(new.question))
+            except Rejected as r:
+                tally.reject(r.reason, r.detail)
+                continue
+            seen_questions.add(question_key(new.question))
+            tally.kept += 1
+            made.append(new)
+            parents[new.id] = pair.id
+    train = plan.splits["train"] + made
+    manifest = synth_manifest(plan, client, tallies, train, parents)
+    with atomic_dir(out) as tmp:
+        write_jsonl(tmp / "train.jsonl", (p.model_dump(mode="json") for p in train))
+        for split, name in manifest["files"].items():
+            if split != "train":
+                shutil.copyfile(plan.data_dir / name, tmp / name)
+        atomic_write_json(tmp / MANIFEST, manifest)
+    return SynthResult(train, tallies, manifest, out)
+
+
+def synth_manifest(plan: Plan, client: TeacherClient, tallies: dict[str, Tally],
+                   train: list[QAPair], parents: dict[str, str]) -> dict:
+    """The input's manifest with the new train counts and a ``synth`` record."""
+    manifest = json.loads((plan.data_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest["counts"]["train"] = split_counts(train)
+    origin = {p.id: (p.template if p.template in (PARAPHRASE, NEW) else TEMPLATE) for p in train}
+    c = client.config
+    manifest["synth"] = {
+        "created_at": _created_at(),
+        "input": str(plan.data_dir),
+        "teacher": {"base_url": c.base_url, "model": c.model},
+        "settings": c.model_dump(mode="json", include={
+            "paraphrases", "new_requests", "max_source_pairs", "sampling_temperature",
+            "max_tokens", "json_mode"}),
+        "source_pairs": len(plan.sources),
+        "skipped_without_program": plan.skipped,
+        "pairs": dict(Counter(origin.values())),
+        "paraphrase": tallies[PARAPHRASE].as_dict(),
+        "new": tallies[NEW].as_dict(),
+        "usage": client.usage.as_dict(c.prices),
+        "sources": [{"id": p.id, "source": origin[p.id], **(
+            {"parent": parents[p.id]} if p.id in parents else {})} for p in train],
+    }
+    return manifest
