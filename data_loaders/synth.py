@@ -235,7 +235,8 @@ def check_new(item: Any, index: NameIndex, held_out: set[str], parent: str) -> Q
     except ProgramSyntaxError as e:
         raise Rejected("program does not parse", f"{line!r}: {e}") from None
     except ProgramError as e:
-        reason = "unknown column" if str(e).startswith("unknown column") else "program does not bind"
+        unknown = str(e).startswith("unknown column")
+        reason = "unknown column" if unknown else "program does not bind"
         raise Rejected(reason, f"{line!r}: {e}") from None
     if prog["op"] in SUMMARY_OPS:
         raise Rejected("summary", f"{line!r}: summaries are not taken from the teacher")

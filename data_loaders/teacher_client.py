@@ -255,11 +255,11 @@ class TeacherClient:
                 msg = await model.ainvoke(call.messages)
                 break
             except Exception as e:  # noqa: BLE001 -- sorted into retry / stop by _classify
-                retry, wait, message = self._classify(e)
+                retry, wait, (cause, fix) = self._classify(e)
                 if not retry or attempt >= self.config.max_retries:
-                    if retry:
-                        message += f" after {attempt} retries"
-                    raise TeacherError(message) from None
+                    tried = f" (after {attempt} retries)" if retry else ""
+                    raise TeacherError(f"{cause}{tried}; {fix}; replies so far are cached, "
+                                       "a rerun asks only for the rest") from None
                 attempt += 1
                 self.usage.retries += 1
                 base = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (attempt - 1))
@@ -287,34 +287,37 @@ class TeacherClient:
         })
         return Result(value)
 
-    def _classify(self, e: Exception) -> tuple[bool, float | None, str]:
-        """(retry?, the endpoint's Retry-After seconds, the message) for a failed request."""
+    def _classify(self, e: Exception) -> tuple[bool, float | None, tuple[str, str]]:
+        """(retry?, the endpoint's Retry-After seconds, the cause, the fix) of a failed request."""
         import openai
 
         url = self.config.base_url
         status = getattr(e, "status_code", None)
         detail = " ".join(str(getattr(e, "message", "") or e).split())[:160]
         if isinstance(e, openai.APITimeoutError):
-            return True, None, f"the teacher at {url} timed out ({self.config.timeout_s:g} s)"
+            return True, None, (f"the teacher at {url} timed out ({self.config.timeout_s:g} s)",
+                                "raise timeout_s or lower --max-concurrency")
         if isinstance(e, openai.APIConnectionError):
-            return True, None, (f"cannot reach the teacher at {url} ({detail}); start the server "
-                                "or check --base-url")
+            return True, None, (f"cannot reach the teacher at {url} ({detail})",
+                                "start the server or check --base-url")
         if status == 429:
-            return True, _retry_after(e), (
-                f"the teacher at {url} keeps rate-limiting (HTTP 429); lower --max-concurrency "
-                "or raise max_retries")
+            return True, _retry_after(e), (f"the teacher at {url} kept rate-limiting (HTTP 429)",
+                                           "lower --max-concurrency or raise max_retries")
         if status is not None and status >= 500:
-            return True, _retry_after(e), f"the teacher at {url} fails (HTTP {status}: {detail})"
+            return True, _retry_after(e), (f"the teacher at {url} failed (HTTP {status}: "
+                                           f"{detail})", "check the server's log, then rerun")
         if status in (401, 403):
             var = self.config.api_key_env
             fix = f"check the key in ${var}" if var else "pass --api-key-env VAR naming its key"
-            return False, None, f"the teacher at {url} refused the API key (HTTP {status}); {fix}"
+            return False, None, (f"the teacher at {url} refused the API key (HTTP {status})", fix)
         if status == 404:
-            return False, None, (f"HTTP 404 from {url}: check --base-url (it usually ends in "
-                                 f"/v1) and --model {self.config.model!r} ({detail})")
+            return False, None, (f"HTTP 404 from {url} ({detail})", "check --base-url (it "
+                                 f"usually ends in /v1) and --model {self.config.model!r}")
         if status is not None:
-            return False, None, f"the teacher at {url} answered HTTP {status}: {detail}"
-        return False, None, f"the teacher call failed: {type(e).__name__}: {detail}"
+            return False, None, (f"the teacher at {url} answered HTTP {status}: {detail}",
+                                 "check --model and the config's synth section")
+        return False, None, (f"the teacher call failed: {type(e).__name__}: {detail}",
+                             "check --base-url and --model")
 
 
 def _retry_after(e: Exception) -> float | None:
