@@ -219,6 +219,9 @@ def print_synth_summary(record: dict, out: Path) -> None:
     from rich.console import Console
 
     console = Console()
+    skipped = ", ".join(f"{r} {n}" for r, n in record["skipped_source_pairs"].items() if n)
+    console.print(f"asked about {record['source_pairs']} train pairs"
+                  + (f" (not asked: {skipped})" if skipped else ""), highlight=False)
     for kind, label in (("paraphrase", "paraphrases"), ("new", "new requests")):
         t = record[kind]
         if not t["calls"]:
@@ -227,14 +230,14 @@ def print_synth_summary(record: dict, out: Path) -> None:
         bad = ", ".join(f"{r} {n}" for r, n in t["bad_replies"].items())
         console.print(f"{label}: {t['kept']} kept of {t['received']} received "
                       f"(rejected: {why}){f'; unusable replies: {bad}' if bad else ''}",
-                      highlight=False, markup=False)
+                      highlight=False, markup=False, soft_wrap=True)
     u = record["usage"]
     console.print(
         f"teacher: {u['calls']} calls made, {u['cached_calls']} from the cache, "
         f"{u['retries']} retries; tokens {u['input_tokens']:,} in / {u['output_tokens']:,} out; "
         f"cost {u['cost']:.4f} {u['currency']}"
         + (f" ({u['unreported']} replies without token counts)" if u["unreported"] else ""),
-        highlight=False, markup=False,
+        highlight=False, markup=False, soft_wrap=True,
     )
     pairs = record["pairs"]
     console.print(f"train pairs: {sum(pairs.values())} "

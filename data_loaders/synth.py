@@ -193,6 +193,8 @@ def check_paraphrase(pair: QAPair, text: Any, index: NameIndex) -> QAPair:
         raise Rejected("not a request", repr(text)[:80])
     text = " ".join(text.split())
     table = index.table
+    if question_key(text) == question_key(pair.question):
+        raise Rejected("same as the original", repr(text))
     original = mask_request(pair.question, index)
     masked = mask_request(text, index)
     if slots_of(masked) != slots_of(original):
@@ -210,6 +212,20 @@ def check_paraphrase(pair: QAPair, text: Any, index: NameIndex) -> QAPair:
         "question": text,
         "program_input": program_messages(table, masked)[1]["content"],
     })
+
+
+def reproduces(pair: QAPair, index: NameIndex) -> bool:
+    """Whether `pair`'s own ``program_text``, read over its request, gives its stored answer.
+
+    Not always so: a group summary's stored program lists a sample of columns that the one-line
+    ``summary_group where ...`` cannot name. Such pairs are not sent to the teacher.
+    """
+    try:
+        masked = mask_request(pair.question, index)
+        prog = read_program(pair.program_text or "", masked, index)
+        return run_program(index.table, prog) == pair.answer
+    except ProgramError:
+        return False
 
 
 def _context(table: Table, program: dict) -> tuple[list[int], str]:
@@ -321,7 +337,7 @@ class Plan:
     indexes: dict[str, NameIndex]  # by table hash
     sources: list[QAPair]
     calls: list[tuple[str, QAPair, Call]]  # (kind, source pair, call)
-    skipped: int  # train pairs without a program
+    skipped: dict[str, int]  # train pairs not asked about, by reason
 
 
 def load_split(path: Path) -> list[QAPair]:
@@ -358,10 +374,13 @@ def make_plan(data_dir: str | Path, config: SynthConfig) -> Plan:
     if "train" not in splits:
         raise InputError(f"--data {data_dir}: the manifest lists no train split")
     indexes = {t.content_hash: NameIndex(t) for t in dataset_tables(data_dir)}
-    usable = [p for p in splits["train"] if p.program_text and p.program_input]
-    if not usable:
+    with_program = [p for p in splits["train"] if p.program_text and p.program_input]
+    if not with_program:
         raise InputError(f"--data {data_dir}: no train pair has a program (program_text); "
                          "re-create the dataset with `distillgraph prepare`")
+    usable = [p for p in with_program if reproduces(p, indexes[p.provenance.table_hash])]
+    skipped = {"no program_text": len(splits["train"]) - len(with_program),
+               "program_text does not give the stored answer": len(with_program) - len(usable)}
     sources = usable[: config.max_source_pairs] if config.max_source_pairs else usable
     calls = []
     for pair in sources:
@@ -373,8 +392,7 @@ def make_plan(data_dir: str | Path, config: SynthConfig) -> Plan:
             masked = mask_request(pair.question, index)
             msgs = new_messages(index.table, pair, masked, config.new_requests)
             calls.append((NEW, pair, Call(msgs, parse_new)))
-    return Plan(data_dir, splits, indexes, sources, calls,
-                len(splits["train"]) - len(usable))
+    return Plan(data_dir, splits, indexes, sources, calls, skipped)
 
 
 def default_out(data_dir: str | Path) -> Path:
@@ -497,7 +515,7 @@ def synth_manifest(plan: Plan, client: TeacherClient, tallies: dict[str, Tally],
             "paraphrases", "new_requests", "max_source_pairs", "sampling_temperature",
             "max_tokens", "json_mode"}),
         "source_pairs": len(plan.sources),
-        "skipped_without_program": plan.skipped,
+        "skipped_source_pairs": plan.skipped,
         "pairs": dict(Counter(origin.values())),
         "paraphrase": tallies[PARAPHRASE].as_dict(),
         "new": tallies[NEW].as_dict(),

@@ -44,9 +44,13 @@ def completion(content: str, model: str = "fake", prompt_chars: int = 0) -> dict
 
 
 class FakeOpenAI:
-    """``with FakeOpenAI(respond) as server:`` then point a client at ``server.base_url``."""
+    """``with FakeOpenAI(respond) as server:`` then point a client at ``server.base_url``.
 
-    def __init__(self, respond: Callable[[dict], str | Raw]):
+    ``port`` 0 takes a free port; give a fixed one to reuse the reply cache across runs (its
+    key holds the endpoint's URL).
+    """
+
+    def __init__(self, respond: Callable[[dict], str | Raw], port: int = 0):
         self.respond = respond
         self.bodies: list[dict] = []  # every request body received, in order
         self.lock = threading.Lock()
@@ -83,7 +87,7 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
