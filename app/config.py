@@ -84,6 +84,7 @@ class ChatSettings:
     table_config: str | None
     chat_dir: Path
     database_url: str
+    overrides: tuple[str, ...] = ()  # graph config key=value (``chat --set``)
 
     @property
     def memory_path(self) -> Path:
@@ -121,4 +122,5 @@ class ChatSettings:
             table_config=table_config,
             chat_dir=chat_dir_from_env(env),
             database_url=database_url_from_env(env),
+            overrides=shared.overrides,
         )

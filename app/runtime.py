@@ -122,7 +122,7 @@ def load_chat_model(settings: ChatSettings) -> tuple[Any, str]:
     from graphs.chat_model import build_chat_model
     from graphs.config import load_graph_config
 
-    config = load_graph_config(settings.graph_config)
+    config = load_graph_config(settings.graph_config, list(settings.overrides))
     if settings.model is not None:
         model_dir = Path(settings.model)
     else:
@@ -146,6 +146,7 @@ def default_graph_factory(
             tables=list(tables),
             config=settings.graph_config,
             checkpointer=checkpointer,
+            overrides=list(settings.overrides),
         )
 
     return factory
