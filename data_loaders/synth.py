@@ -237,7 +237,10 @@ def _context(table: Table, program: dict) -> tuple[list[int], str]:
 
 
 def check_new(item: Any, index: NameIndex, held_out: set[str], parent: str) -> QAPair:
-    """A teacher's new request as a pair, or `Rejected` saying why the table refuses it."""
+    """A teacher's new request as a pair, or `Rejected` saying why the table refuses it.
+
+    `held_out` holds the val/test entity names (`normalize`d); `parent` is the source pair's id.
+    """
     if not isinstance(item, dict) or not all(
         isinstance(item.get(k), str) and item[k].strip() for k in ("request", "program", "answer")
     ):
