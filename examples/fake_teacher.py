@@ -53,6 +53,7 @@ class FakeOpenAI:
     def __init__(self, respond: Callable[[dict], str | Raw], port: int = 0):
         self.respond = respond
         self.bodies: list[dict] = []  # every request body received, in order
+        self.headers: list[dict] = []  # and its HTTP headers (names lowercased)
         self.lock = threading.Lock()
         outer = self
 
@@ -62,6 +63,7 @@ class FakeOpenAI:
                 body = json.loads(raw or b"{}")
                 with outer.lock:
                     outer.bodies.append(body)
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if not self.path.endswith("/chat/completions"):
                     return self._send(Raw(404, {"error": {"message": f"no route {self.path}"}}))
                 try:

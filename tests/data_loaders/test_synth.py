@@ -330,6 +330,7 @@ def test_refused_key_is_not_retried(dataset, tmp_path, monkeypatch, capsys):
                      "--max-concurrency", "1")
         assert main(argv) == 2
         assert len(server.bodies) == 1
+        assert server.headers[0]["authorization"] == "Bearer wrong"  # the key from the variable
     err = _errors(capsys)
     assert "refused the API key (HTTP 401)" in err and "$SYNTH_TEST_KEY" in err
     assert not out.exists()
