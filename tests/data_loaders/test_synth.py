@@ -502,3 +502,23 @@ def test_answers_agree(stated, computed, agree):
 def test_missing_endpoint_settings_are_refused(tmp_path):
     with pytest.raises(InputError, match="--base-url and --model"):
         client_for(SynthConfig(), tmp_path)
+
+
+def test_readme_synth_commands_run_as_printed_in_dry_run(dataset, tmp_path, capsys, monkeypatch):
+    """The README's synth lines, on a small dataset and with --dry-run (no endpoint here)."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("(`distillgraph synth`)", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    lines = [shlex.split(ln, comments=True) for ln in block.splitlines() if ln.strip()]
+    synth = [w for w in lines if w[:2] == ["distillgraph", "synth"]]
+    assert len(synth) == 2 and "--dry-run" in synth[0]
+    monkeypatch.chdir(ROOT)  # configs/synth.yaml as printed
+    for words in synth:
+        words = [str(dataset) if w == "runs/cars/data" else w for w in words[1:]]
+        words = [str(tmp_path / "out") if w == "runs/cars/data_synth" else w for w in words]
+        assert main([*dict.fromkeys([*words, "--dry-run", "--max-pairs", "2"])]) == 0, words
+    out = capsys.readouterr().out
+    assert out.count("2 train pairs -> 4 teacher calls") == 2
+    assert not (tmp_path / "out").exists()
