@@ -120,7 +120,7 @@ class TableTeacher:
         self.indexes = {t.name: NameIndex(t) for t in tables}
 
     def __call__(self, body: dict) -> str:
-        from data_loaders.synth import NEW_SYSTEM, PARAPHRASE_SYSTEM
+        from data_loaders.synth_checks import NEW_SYSTEM, PARAPHRASE_SYSTEM
 
         system, user = (m["content"] for m in body["messages"][:2])
         count = int(_line(user, "how many") or 1)

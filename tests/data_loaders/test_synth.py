@@ -29,17 +29,14 @@ from data_loaders.program_text import (
     read_program,
 )
 from data_loaders.programs import run_program
-from data_loaders.synth import (
+from data_loaders.synth import client_for, load_split, make_plan, synthesize
+from data_loaders.synth_checks import (
     NEW_SYSTEM,
     PARAPHRASE_SYSTEM,
     Rejected,
     answers_agree,
     check_new,
     check_paraphrase,
-    client_for,
-    load_split,
-    make_plan,
-    synthesize,
 )
 from data_loaders.teacher_client import TeacherError
 from data_loaders.templates import col_words
