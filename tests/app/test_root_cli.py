@@ -18,8 +18,8 @@ from app import cli as root_cli
 from app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = {"prepare", "distill", "evaluate", "ask", "chat", "serve", "feedback"}
-LEAVES = [["prepare"], ["distill"], ["evaluate"], ["ask"], ["chat"], ["serve"],
+COMMANDS = {"prepare", "synth", "distill", "evaluate", "ask", "chat", "serve", "feedback"}
+LEAVES = [["prepare"], ["synth"], ["distill"], ["evaluate"], ["ask"], ["chat"], ["serve"],
           ["feedback", "export"]]
 
 
@@ -72,6 +72,7 @@ def test_unknown_option_is_one_line_exit_2(words, capsys):
         (["evaluate"], "Missing option '--model'"),
         (["prepare"], "Missing argument"),
         (["prepare", "x.csv"], "Missing option '--out'"),
+        (["synth"], "Missing option '--data'"),
         (["ask"], "Missing argument 'question'"),
         (["feedback", "nope"], "No such command 'nope'"),
         (["evaluate", "--model", "m", "--data", "d", "--batch-size", "many"], "'--batch-size'"),
