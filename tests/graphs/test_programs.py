@@ -117,3 +117,12 @@ def test_numbers_of_a_column_name_are_not_mentions_to_use(cars):
     g, _ = _graph(cars, ["lookup E1 Acceleration"])
     s = _ask(g, "0-60 mph time of the mercury capri v6")
     assert s["verdict"]["supported"] is True and s["answered_by"] == "program"
+
+
+def test_the_computed_program_is_in_the_state_for_the_ui(cars):
+    g, _ = _graph(cars, ["group mean Horsepower by Origin", "lookup E1 Price", "lookup E1 Price"])
+    s = _ask(g, "average horsepower by origin")
+    assert s["table_program"]["op"] == "group" and s["table_program"]["by"] == "Origin"
+    assert s["table"] == "cars"
+    s = _ask(g, "what is the price of the ford mustang ii", tid="y")  # does not run: nothing
+    assert s["answered_by"] != "program" and s["table_program"] is None
