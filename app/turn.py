@@ -22,6 +22,7 @@ from typing import Any
 import chainlit as cl
 from chainlit.utils import utc_now
 from langchain_core.messages import HumanMessage
+from matplotlib.figure import Figure
 
 from app.charts import chart_for
 from app.render import ANSWER_NODES, TASK_OF_ROUTE, parse_context, step_view
@@ -73,13 +74,17 @@ def _turn_metadata(question: str, state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def chart_image(figure: Figure) -> cl.Pyplot:
+    """A figure as the reply's inline PNG (typed, so history stores it as ``image/png``)."""
+    return cl.Pyplot(name=CHART_NAME, figure=figure, display="inline", size="large",
+                     mime="image/png")
+
+
 def _chart_element(state: dict[str, Any], tables: Sequence[Table]) -> cl.Pyplot | None:
     """The turn's chart as an inline image (drawing and PNG encoding block: run in a thread)."""
     try:
         figure = chart_for(state, tables)
-        if figure is None:
-            return None
-        return cl.Pyplot(name=CHART_NAME, figure=figure, display="inline", size="large")
+        return chart_image(figure) if figure is not None else None
     except Exception:  # a chart is an extra: the reply goes out without it
         log.exception("could not draw the chart of this turn")
         return None

@@ -317,4 +317,5 @@ def test_a_group_answer_comes_with_a_chart(handlers, tmp_path, chainlit_context,
     assert set(kinds) == {"dataframe", "image"}  # the rows and the chart
     chart = kinds["image"]
     assert chart["name"] == "chart" and chart["display"] == "inline"
+    assert chart["mime"] == "image/png"
     assert chart["forId"] == reply["id"]
