@@ -269,4 +269,3 @@ def test_second_table_through_the_graph(cars, injected_table):
     g = build_graph(FakeListChatModel(responses=["150"]), [cars, injected_table])
     s = _ask(g, "What is the power of beta two?")
     assert s["table"] == "machines" and s["answer"] == "150" and s["verdict"]["supported"]
-
