@@ -1,4 +1,4 @@
-"""The ``distillgraph`` command: the root CLI, plus this stage's ``chat`` and ``feedback export``.
+"""The ``distillgraph`` command: the root CLI, plus this stage's ``chat``, ``serve``, ``feedback``.
 
 The root sits at the top of the import graph: it imports each stage's ``register(app)``
 (``data_loaders.cli``: prepare; ``distillation.cli``: distill, evaluate; ``graphs.cli``: ask)
@@ -11,6 +11,9 @@ into the ``DISTILLGRAPH_*`` environment variables `app.config` reads, prepares t
 directory (Chainlit's app root: welcome page, history database, graph memory, uploads) and
 starts Chainlit in a child process. ``app.py`` is located through this package, so the command
 works from any directory.
+
+``serve`` builds the agent graph as ``ask`` does and serves it with the raw student over an
+OpenAI-compatible HTTP API (`app.server`) under uvicorn, in this process.
 """
 
 from __future__ import annotations
@@ -238,6 +241,110 @@ def chat(
         raise typer.Exit(code)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on before the model is loaded (seconds saved)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise InputError(
+                f"--host {host} --port {port}: cannot listen there ({e.strerror}); pass another "
+                "--port, or stop what uses it"
+            ) from None
+
+
+def serve(
+    model: Annotated[str | None, typer.Option("--model", "-m", help=ask_cli.MODEL_HELP)] = None,
+    data: Annotated[
+        list[str] | None, typer.Option("--data", "-d", help=ask_cli.DATA_HELP)
+    ] = None,
+    graph_config: Annotated[
+        Path | None,
+        typer.Option("--config", "--graph-config", "-c", help="Graph YAML (configs/graph.yaml)."),
+    ] = None,
+    table_config: Annotated[
+        str | None,
+        typer.Option("--table-config", help="YAML with the `table:` section used at prepare time."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Graph config override key=value.")
+    ] = None,
+    memory: Annotated[
+        str,
+        typer.Option(
+            "--memory",
+            help="Conversation memory: SQLite file, postgresql:// URL, or 'memory' (in process).",
+        ),
+    ] = "runs/serve_memory.sqlite",
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to serve on (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.", min=1, max=65535)] = 8000,
+    max_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--max-concurrency", min=1, max=256, help="Requests doing model work at once."
+        ),
+    ] = 4,
+    max_tokens: Annotated[
+        int,
+        typer.Option("--max-tokens", min=1, max=4096, help="Largest max_tokens a request may ask."),
+    ] = 512,
+) -> None:
+    """Serve the agent graph and the student over an OpenAI-compatible HTTP API."""
+    from rich.console import Console
+
+    try:
+        import uvicorn
+
+        from app.openai_api import ServerLimits
+        from app.server import (
+            AGENT_MODEL,
+            ENV_API_KEYS,
+            STUDENT_MODEL,
+            api_keys_from_env,
+            create_app,
+        )
+    except ImportError as e:
+        raise InputError(
+            f"serve needs FastAPI and uvicorn ({e.name} is missing); install them with "
+            "pip install 'distillgraph[serve]'"
+        ) from None
+    from graphs.graph import build_graph
+    from graphs.memory import close_checkpointer, open_checkpointer
+
+    # Refuse before loading anything: an open port without keys, a port already taken.
+    keys = api_keys_from_env()
+    if not keys and not _is_loopback(host):
+        raise InputError(
+            f"--host {host} serves beyond this machine without API keys; set {ENV_API_KEYS}="
+            "key1,key2 (clients send 'Authorization: Bearer <key>') or serve on 127.0.0.1"
+        )
+    _check_port_free(host, port)
+    limits = ServerLimits(max_concurrency=max_concurrency, max_tokens=max_tokens)
+    cfg = ask_cli.graph_config_from_options(graph_config, overrides, data, table_config)
+    console = Console(stderr=True)
+    saver = open_checkpointer(memory)
+    try:
+        with console.status("loading the student and the tables..."):
+            graph = build_graph(model=model, config=cfg, checkpointer=saver)
+        app = create_app(graph, api_keys=keys, limits=limits)
+        names = ", ".join(app.state.service.student_names[1:])
+        console.print(
+            f"OpenAI-compatible API on http://{host}:{port}/v1 — models: {AGENT_MODEL} (agent "
+            f"graph), {STUDENT_MODEL} ({names}); "
+            + (f"{len(keys)} API key(s)" if keys else "no API key (loopback only)"),
+            highlight=False,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        close_checkpointer(saver)
+
+
 feedback_app = typer.Typer(help="Ratings given in the chat UI.", no_args_is_help=True)
 
 
@@ -262,8 +369,9 @@ def feedback_export(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``chat`` and ``feedback export`` to the root CLI."""
+    """Add ``chat``, ``serve`` and ``feedback export`` to the root CLI."""
     app.command("chat")(chat)
+    app.command("serve")(serve)
     app.add_typer(feedback_app, name="feedback")
 
 

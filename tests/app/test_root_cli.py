@@ -18,8 +18,9 @@ from app import cli as root_cli
 from app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = {"prepare", "distill", "evaluate", "ask", "chat", "feedback"}
-LEAVES = [["prepare"], ["distill"], ["evaluate"], ["ask"], ["chat"], ["feedback", "export"]]
+COMMANDS = {"prepare", "distill", "evaluate", "ask", "chat", "serve", "feedback"}
+LEAVES = [["prepare"], ["distill"], ["evaluate"], ["ask"], ["chat"], ["serve"],
+          ["feedback", "export"]]
 
 
 def registered() -> dict[str, object]:
