@@ -142,3 +142,12 @@ def test_a_request_over_a_large_table_is_answered_from_indexes_with_a_capped_lis
     mean = df.loc[df.Kind == "alpha", "Size"].mean()
     assert f"{mean:.2f}".rstrip("0").rstrip(".") in s["answer"]
     assert s["verdict"]["supported"] is True
+
+
+def test_the_computed_program_is_in_the_state_for_the_ui(cars):
+    g, _ = _graph(cars, ["group mean Horsepower by Origin", "lookup E1 Price", "lookup E1 Price"])
+    s = _ask(g, "average horsepower by origin")
+    assert s["table_program"]["op"] == "group" and s["table_program"]["by"] == "Origin"
+    assert s["table"] == "cars"
+    s = _ask(g, "what is the price of the ford mustang ii", tid="y")  # does not run: nothing
+    assert s["answered_by"] != "program" and s["table_program"] is None
