@@ -151,6 +151,11 @@ def synth_command(
         typer.Option("--new-requests", help="New requests with programs per train pair "
                      "(default 1)."),
     ] = None,
+    summaries: Annotated[
+        int | None,
+        typer.Option("--summaries", help="Summaries per train summary pair, checked number by "
+                     "number against its facts (default 0)."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Dataset directory to write (default "
                                   "DATA_synth).")
@@ -180,7 +185,7 @@ def synth_command(
     from data_loaders.synth import client_for, default_out, estimate, make_plan, synthesize
 
     flags = {"base_url": base_url, "model": model, "api_key_env": api_key_env,
-             "paraphrases": paraphrases, "new_requests": new_requests,
+             "paraphrases": paraphrases, "new_requests": new_requests, "summaries": summaries,
              "max_concurrency": max_concurrency, "max_source_pairs": max_pairs,
              "cache_dir": str(cache_dir) if cache_dir else None}
     section = (read_yaml(config).get("synth") or {}) if config else {}
@@ -222,7 +227,8 @@ def print_synth_summary(record: dict, out: Path) -> None:
     skipped = ", ".join(f"{r} {n}" for r, n in record["skipped_source_pairs"].items() if n)
     console.print(f"asked about {record['source_pairs']} train pairs"
                   + (f" (not asked: {skipped})" if skipped else ""), highlight=False)
-    for kind, label in (("paraphrase", "paraphrases"), ("new", "new requests")):
+    for kind, label in (("paraphrase", "paraphrases"), ("new", "new requests"),
+                        ("summary", "summaries")):
         t = record[kind]
         if not t["calls"]:
             continue

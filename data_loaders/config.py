@@ -181,6 +181,11 @@ class SynthConfig(StrictModel):
         1, ge=0, le=20,
         description="New requests (with the teacher's program) asked for each train pair.",
     )
+    summaries: int = Field(
+        0, ge=0, le=20,
+        description="Teacher-written summaries asked for each train summary pair (0: none); "
+        "one is kept only when every number and name it writes is in the pair's facts.",
+    )
     max_source_pairs: int | None = Field(
         None, ge=1, description="Use only the first N train pairs with a program (null: all)."
     )

@@ -1,10 +1,11 @@
 """Synthetic training requests from an API teacher, each kept only when the table confirms it.
 
 ``distillgraph synth`` reads a dataset directory, asks an OpenAI-compatible endpoint
-(`teacher_client.TeacherClient`) two things for each train pair that carries a program, and
-writes a new dataset directory: the original pairs, the kept synthetic ones, val/test copied
-byte for byte, and a manifest that records where every train pair came from (``template``,
-``synth-paraphrase``, ``synth-new``) and why each rejected request was rejected.
+(`teacher_client.TeacherClient`) two things for each train pair that carries a program (and,
+with ``--summaries N``, a third for each summary pair), and writes a new dataset directory: the
+original pairs, the kept synthetic ones, val/test copied byte for byte, and a manifest that
+records where every train pair came from (``template``, ``synth-paraphrase``, ``synth-new``,
+``synth-summary``) and why each rejected request was rejected.
 
 - Paraphrases, typed the way people type. One is kept only when masking it
   (`program_text.mask_request` with the table's `NameIndex`) yields the same mention slots as
@@ -15,12 +16,16 @@ byte for byte, and a manifest that records where every train pair came from (``t
   columns, uses every mention, runs, and gives the answer the teacher stated; when it names no
   val/test entity and repeats no question or val/test program. Its program text is rewritten
   canonically (`program_text.to_text`), its context holds the rows and facts the answer rests on.
+- Summaries of a summary pair's facts (optional). One is kept only when every number it writes
+  is one of the facts (or one rounded), and every row and category value it names is in them.
+  It keeps its pair's request, context and program: only the prose (the answer) is new.
 
 The prompts and those checks are `data_loaders.synth_checks`; this module owns the run: the
 plan of calls, the dry-run estimate, the tallies, the output directory and its manifest. The
 teacher's outputs are hard labels (a sequence-level teacher: no logits), so ``distill``
 trains on the new ``train.jsonl`` like on any other, with the local logit teacher where one is
-configured. Summaries are not taken from the teacher.
+configured. A kept summary trains the prose with ``target: answer``; with ``target: program``
+it repeats its parent's program example.
 """
 
 from __future__ import annotations
@@ -42,15 +47,20 @@ from data_loaders.schema import QAPair
 from data_loaders.synth_checks import (
     NEW,
     PARAPHRASE,
+    SUMMARY,
+    SUMMARY_OPS,
     TEMPLATE,
     Rejected,
     check_new,
     check_paraphrase,
+    check_summary,
     new_messages,
     paraphrase_messages,
     parse_new,
     parse_paraphrases,
+    parse_summaries,
     reproduces,
+    summary_messages,
 )
 from data_loaders.teacher_client import Call, ReplyCache, TeacherClient
 
@@ -116,14 +126,14 @@ def make_plan(data_dir: str | Path, config: SynthConfig) -> Plan:
     """Read the dataset and its tables and list the calls a run makes.
 
     Raises:
-        InputError: not a dataset directory, a changed table, nothing to ask, or no train pair
-            with a program.
+        InputError: not a dataset directory, a changed table, nothing to ask, no train pair
+            with a program (for paraphrases and new requests) or no summary pair (for summaries).
     """
     from data_loaders.program_text import dataset_tables
 
     data_dir = Path(data_dir)
-    if config.paraphrases == 0 and config.new_requests == 0:
-        raise InputError("--paraphrases and --new-requests are both 0: nothing to ask")
+    if config.paraphrases == 0 and config.new_requests == 0 and config.summaries == 0:
+        raise InputError("--paraphrases, --new-requests and --summaries are all 0: nothing to ask")
     if not (data_dir / MANIFEST).is_file():
         raise InputError(f"--data {data_dir}: not a dataset directory (no {MANIFEST}); make "
                          "one with `distillgraph prepare`")
@@ -132,16 +142,20 @@ def make_plan(data_dir: str | Path, config: SynthConfig) -> Plan:
     if "train" not in splits:
         raise InputError(f"--data {data_dir}: the manifest lists no train split")
     indexes = {t.content_hash: NameIndex(t) for t in dataset_tables(data_dir)}
-    with_program = [p for p in splits["train"] if p.program_text and p.program_input]
-    if not with_program:
-        raise InputError(f"--data {data_dir}: no train pair has a program (program_text); "
-                         "re-create the dataset with `distillgraph prepare`")
-    usable = [p for p in with_program if reproduces(p, indexes[p.provenance.table_hash])]
-    skipped = {"no program_text": len(splits["train"]) - len(with_program),
-               "program_text does not give the stored answer": len(with_program) - len(usable)}
-    sources = usable[: config.max_source_pairs] if config.max_source_pairs else usable
+    limit = config.max_source_pairs
     calls = []
-    for pair in sources:
+    skipped = {}
+    program_sources: list[QAPair] = []
+    if config.paraphrases or config.new_requests:
+        with_program = [p for p in splits["train"] if p.program_text and p.program_input]
+        if not with_program:
+            raise InputError(f"--data {data_dir}: no train pair has a program (program_text); "
+                             "re-create the dataset with `distillgraph prepare`")
+        usable = [p for p in with_program if reproduces(p, indexes[p.provenance.table_hash])]
+        skipped = {"no program_text": len(splits["train"]) - len(with_program),
+                   "program_text does not give the stored answer": len(with_program) - len(usable)}
+        program_sources = usable[:limit] if limit else usable
+    for pair in program_sources:
         index = indexes[pair.provenance.table_hash]
         if config.paraphrases:
             msgs = paraphrase_messages(index.table, pair, config.paraphrases)
@@ -150,6 +164,17 @@ def make_plan(data_dir: str | Path, config: SynthConfig) -> Plan:
             masked = mask_request(pair.question, index)
             msgs = new_messages(index.table, pair, masked, config.new_requests)
             calls.append((NEW, pair, Call(msgs, parse_new)))
+    summary_sources: list[QAPair] = []
+    if config.summaries:
+        summary_sources = [p for p in splits["train"] if p.qtype in SUMMARY_OPS and p.context]
+        if not summary_sources:
+            raise InputError(f"--data {data_dir}: --summaries {config.summaries}, but no train "
+                             "pair is a summary (qtype summary_row or summary_group)")
+        summary_sources = summary_sources[:limit] if limit else summary_sources
+        for pair in summary_sources:
+            msgs = summary_messages(pair, config.summaries)
+            calls.append((SUMMARY, pair, Call(msgs, parse_summaries)))
+    sources = list({p.id: p for p in program_sources + summary_sources}.values())
     return Plan(data_dir, splits, indexes, sources, calls, skipped)
 
 
@@ -169,8 +194,8 @@ def estimate(plan: Plan, client: TeacherClient) -> dict:
     """What a run would ask, without calling: calls, cached ones, tokens and cost (estimated).
 
     Prompt tokens are estimated as characters / 4; a reply as the requests it asks for, each
-    the length of the source request (new ones 3 times that, for the program and answer), plus
-    20 tokens.
+    the length of the source request (new ones 3 times that, for the program and answer;
+    summaries the length of the reference answer), plus 20 tokens.
     """
     c = client.config
     todo, cached, tokens_in, tokens_out = 0, 0, 0, 0
@@ -180,6 +205,9 @@ def estimate(plan: Plan, client: TeacherClient) -> dict:
             continue
         todo += 1
         tokens_in += sum(len(m["content"]) for m in call.messages) // 4
+        if kind == SUMMARY:
+            tokens_out += 20 + c.summaries * (len(pair.answer) // 4 + 4)
+            continue
         n, per = (c.paraphrases, 1) if kind == PARAPHRASE else (c.new_requests, 3)
         tokens_out += 20 + n * per * (len(pair.question) // 4 + 4)
     cost = (tokens_in * c.prices.input_per_million + tokens_out * c.prices.output_per_million)
@@ -215,7 +243,12 @@ def synthesize(plan: Plan, client: TeacherClient, out_dir: str | Path, *,
     seen_questions = {question_key(p.question) for ps in plan.splits.values() for p in ps}
     held_programs = {program_key(p.provenance.table_hash, p.provenance.program)
                      for s, ps in plan.splits.items() if s != "train" for p in ps}
-    tallies = {PARAPHRASE: Tally(), NEW: Tally()}
+    tallies = {PARAPHRASE: Tally(), NEW: Tally(), SUMMARY: Tally()}
+    limits = {PARAPHRASE: client.config.paraphrases, NEW: client.config.new_requests,
+              SUMMARY: client.config.summaries}
+    # a summary keeps its pair's request: it is a duplicate only when the prose repeats too
+    seen_summaries = {(question_key(p.question), normalize(p.answer))
+                      for p in plan.splits["train"] if p.qtype in SUMMARY_OPS}
     made: list[QAPair] = []
     parents: dict[str, str] = {}  # synthetic pair id -> the train pair it came from
     for (kind, pair, _), result in zip(plan.calls, results, strict=True):
@@ -227,18 +260,23 @@ def synthesize(plan: Plan, client: TeacherClient, out_dir: str | Path, *,
                 tally.examples.append(f"{result.bad.reason}: {result.bad.detail}")
             continue
         index = plan.indexes[pair.provenance.table_hash]
-        limit = client.config.paraphrases if kind == PARAPHRASE else client.config.new_requests
-        for item in result.value[:limit]:
+        for item in result.value[: limits[kind]]:
             tally.received += 1
             try:
-                if kind == PARAPHRASE:
+                if kind == SUMMARY:
+                    new = check_summary(pair, item, index, held_out)
+                    key = (question_key(new.question), normalize(new.answer))
+                    if key in seen_summaries:
+                        raise Rejected("duplicate", repr(new.answer))
+                    seen_summaries.add(key)
+                elif kind == PARAPHRASE:
                     new = check_paraphrase(pair, item, index)
                 else:
                     new = check_new(item, index, held_out, pair.id)
                     key = program_key(new.provenance.table_hash, new.provenance.program)
                     if key in held_programs:
                         raise Rejected("same program as a val/test pair", repr(new.question))
-                if question_key(new.question) in seen_questions:
+                if kind != SUMMARY and question_key(new.question) in seen_questions:
                     raise Rejected("duplicate", repr(new.question))
             except Rejected as r:
                 tally.reject(r.reason, r.detail)
@@ -263,20 +301,22 @@ def synth_manifest(plan: Plan, client: TeacherClient, tallies: dict[str, Tally],
     """The input's manifest with the new train counts and a ``synth`` record."""
     manifest = json.loads((plan.data_dir / MANIFEST).read_text(encoding="utf-8"))
     manifest["counts"]["train"] = split_counts(train)
-    origin = {p.id: (p.template if p.template in (PARAPHRASE, NEW) else TEMPLATE) for p in train}
+    synthetic = (PARAPHRASE, NEW, SUMMARY)
+    origin = {p.id: (p.template if p.template in synthetic else TEMPLATE) for p in train}
     c = client.config
     manifest["synth"] = {
         "created_at": _created_at(),
         "input": str(plan.data_dir),
         "teacher": {"base_url": c.base_url, "model": c.model},
         "settings": c.model_dump(mode="json", include={
-            "paraphrases", "new_requests", "max_source_pairs", "sampling_temperature",
+            "paraphrases", "new_requests", "summaries", "max_source_pairs", "sampling_temperature",
             "max_tokens", "json_mode"}),
         "source_pairs": len(plan.sources),
         "skipped_source_pairs": plan.skipped,
         "pairs": dict(Counter(origin.values())),
         "paraphrase": tallies[PARAPHRASE].as_dict(),
         "new": tallies[NEW].as_dict(),
+        "summary": tallies[SUMMARY].as_dict(),
         "usage": client.usage.as_dict(c.prices),
         "sources": [{"id": p.id, "source": origin[p.id], **(
             {"parent": parents[p.id]} if p.id in parents else {})} for p in train],

@@ -6,8 +6,11 @@ keeps a paraphrase only when masking it gives the same mention slots as its pair
 program, read over it, gives the stored answer. `check_new` keeps a new request only when its
 program parses, binds, uses every mention, names no val/test entity, runs, and gives the answer
 the teacher stated (`answers_agree`); its program text is rewritten canonically and its context
-holds the rows and facts the answer rests on. Each refusal is a `Rejected` whose ``reason`` is
-the manifest's category.
+holds the rows and facts the answer rests on. `summary_messages` / `check_summary` (only with
+``--summaries N``) ask for summaries of a summary pair's facts and keep one only when every
+number it writes is one of the facts (or a fact rounded to fewer decimals), every row it names is
+one the facts show, and every category value it names appears in them. Each refusal is a
+`Rejected` whose ``reason`` is the manifest's category.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from data_loaders.teacher_client import BadReply, loose_json
 
 PARAPHRASE = "synth-paraphrase"
 NEW = "synth-new"
+SUMMARY = "synth-summary"
 TEMPLATE = "template"
 PARAPHRASE_SYSTEM = (
     "You rewrite requests that people send to a chat assistant about a data table. Write each "
@@ -71,8 +75,23 @@ NEW_SYSTEM = (
     "unit, a name, yes or no, or a list of names. Write no summaries. "
     'Reply with JSON only: {"requests": [{"request": "...", "program": "...", "answer": "..."}]}'
 )
+SUMMARY_SYSTEM = (
+    "You write the replies a chat assistant gives when asked to summarize rows of a data table. "
+    "Use only the facts given. Copy every number from the facts (you may round it to fewer "
+    "decimals); compute no new number (no differences, ratios or percentages) and write no "
+    "number the facts do not show. Name only the rows the facts show. Write plain, fluent, "
+    "varied prose of one to three sentences, each summary worded differently from the "
+    "reference. "
+    'Reply with JSON only: {"summaries": ["...", "..."]}'
+)
 SUMMARY_OPS = ("summary_row", "summary_group")
 _NUM = re.compile(r"-?\d+(?:\.\d+)?")
+# A number in prose: "3,504", "12.5", "-3"; the "60" of "0-60" is 60, not -60.
+_PROSE_NUM = re.compile(r"(?<![\w.,-])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.,])-?\d+(?:\.\d+)?")
+# Number words a summary may write instead of digits ("four cylinders"); "one" is left out, it is
+# more often a pronoun than a count.
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split()) if i != 1}
 
 
 class Rejected(Exception):  # noqa: N818 -- a verdict on a teacher's request
@@ -104,6 +123,22 @@ def new_messages(table: Table, pair: QAPair, masked: Masked, n: int) -> list[dic
         f"its answer: {pair.answer}\nhow many: {n}"
     )
     return [{"role": "system", "content": NEW_SYSTEM}, {"role": "user", "content": user}]
+
+
+def summary_messages(pair: QAPair, n: int) -> list[dict]:
+    """The call asking for `n` summaries of `pair`'s facts (its context); its answer is shown."""
+    user = (f"request: {pair.question}\nfacts:\n{pair.context}\n"
+            f"reference summary: {pair.answer}\nhow many: {n}")
+    return [{"role": "system", "content": SUMMARY_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_summaries(text: str) -> list[Any]:
+    """The list under ``summaries`` (`BadReply` when the reply has none)."""
+    value = loose_json(text)
+    items = value.get("summaries") if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        raise BadReply("reply is not JSON", 'no "summaries" list in the reply')
+    return items
 
 
 def parse_paraphrases(text: str) -> list[Any]:
@@ -279,3 +314,62 @@ def check_new(item: Any, index: NameIndex, held_out: set[str], parent: str) -> Q
         program_input=program_messages(table, masked)[1]["content"],
         program_text=canonical,
     )
+
+
+def prose_numbers(text: str) -> list[tuple[str, float]]:
+    """The numbers a text writes, as (written form, value): digits and the words two..twelve."""
+    out = [(m.group(0), float(m.group(0).replace(",", ""))) for m in _PROSE_NUM.finditer(text)]
+    words = re.findall(r"[a-z]+", text.lower())
+    return out + [(w, float(_NUMBER_WORDS[w])) for w in words if w in _NUMBER_WORDS]
+
+
+def _in_facts(written: str, value: float, facts: list[float]) -> bool:
+    """Whether `value` is a fact, or a fact rounded to the decimals `written` shows."""
+    decimals = len(written.split(".", 1)[1]) if "." in written else 0
+    return any(abs(value - f) < 1e-9 or abs(value - round(f, decimals)) < 1e-9 for f in facts)
+
+
+def check_summary(pair: QAPair, text: Any, index: NameIndex, held_out: set[str]) -> QAPair:
+    """A teacher's summary of `pair`'s facts as a pair of its own, or `Rejected` saying why.
+
+    Kept only when every number it writes is in the facts (``pair.context`` and the reference
+    answer), possibly rounded to fewer decimals; every row it names is a row of the facts (and
+    no val/test row); every category value it names appears in the facts; a row summary names
+    its row. Words between the numbers ("heavier", "the most") are not checked: the prompt
+    forbids computed claims, and a number a claim would need is refused.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise Rejected("not a summary", repr(text)[:80])
+    text = " ".join(text.split())
+    if normalize(text) == normalize(pair.answer):
+        raise Rejected("same as the reference", repr(text))
+    if len(text) > max(3 * len(pair.answer), 400):
+        raise Rejected("too long", f"{len(text)} characters for a {len(pair.answer)}-character "
+                       "reference")
+    source = f"{pair.context}\n{pair.answer}"
+    facts = [v for _, v in prose_numbers(source)]
+    invented = [w for w, v in prose_numbers(text) if not _in_facts(w, v, facts)]
+    if invented:
+        raise Rejected("number not in the facts", f"{', '.join(invented)} in {text!r}")
+    table = index.table
+    masked = mask_request(text, index)
+    shown = {normalize(table.entity_of(r)) for r in pair.provenance.row_ids}
+    names = {normalize(table.entity_of(int(s.value))) for s in masked.of_kind("entity")}
+    leaked = sorted(names & held_out)
+    if leaked:
+        raise Rejected("names a val/test entity", f"{text!r}: {', '.join(leaked)}")
+    unshown = sorted(names - shown)
+    if unshown:
+        raise Rejected("names a row not in the facts", f"{text!r}: {', '.join(unshown)}")
+    words = f" {normalize(source)} "
+    values = [str(s.value) for s in masked.of_kind("value")]
+    missing = [v for v in values if f" {normalize(v)} " not in words]
+    if missing:
+        raise Rejected("names a value not in the facts", f"{text!r}: {', '.join(missing)}")
+    if pair.qtype == "summary_row" and not shown & names:
+        raise Rejected("does not name its row", repr(text))
+    return pair.model_copy(update={
+        "id": _synth_id(pair.id, SUMMARY, text),
+        "template": SUMMARY,
+        "answer": text,
+    })

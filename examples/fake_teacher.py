@@ -5,8 +5,9 @@ what it answers comes from a ``respond(body)`` function: a string (the reply's c
 `Raw` response (any status, body and headers: 429, 500, broken JSON). `TableTeacher` is a
 ``respond`` that plays the teacher of ``distillgraph synth`` over the dataset's own tables: it
 rewrites each request in a few casual ways (one of them drops the request's names, so the check
-rejects it) and writes new requests with programs whose answers it computes with the project's
-own `run_program` (one names a column the table does not have, so the check rejects it too).
+rejects it), writes new requests with programs whose answers it computes with the project's
+own `run_program` (one names a column the table does not have, so the check rejects it too),
+and rewords summaries (one adds a number, one a row the facts do not hold: both rejected).
 It is a stand-in to exercise the pipeline, not a language model: nothing it writes measures
 what a real teacher would add.
 """
@@ -120,7 +121,7 @@ class TableTeacher:
         self.indexes = {t.name: NameIndex(t) for t in tables}
 
     def __call__(self, body: dict) -> str:
-        from data_loaders.synth_checks import NEW_SYSTEM, PARAPHRASE_SYSTEM
+        from data_loaders.synth_checks import NEW_SYSTEM, PARAPHRASE_SYSTEM, SUMMARY_SYSTEM
 
         system, user = (m["content"] for m in body["messages"][:2])
         count = int(_line(user, "how many") or 1)
@@ -128,6 +129,8 @@ class TableTeacher:
             return json.dumps({"paraphrases": self.paraphrases(_line(user, "request"), count)})
         if system == NEW_SYSTEM:
             return json.dumps({"requests": self.new_requests(user, count)})
+        if system == SUMMARY_SYSTEM:
+            return json.dumps({"summaries": self.summaries(user, count)})
         return "I'm sorry, I can't help with that."
 
     @staticmethod
@@ -137,6 +140,18 @@ class TableTeacher:
         casual = q.replace("what is", "whats").replace("what are", "whats")
         out = [casual, f"hey quick q, {q}", "and what about that one?", f"{casual} pls",
                f"{q}??", f"tell me: {q}"]
+        return (out * (n // len(out) + 1))[:n]
+
+    def summaries(self, user: str, n: int) -> list[str]:
+        """Rewordings of the reference; the second adds a number and the third a row the facts
+        do not hold, so the check rejects them."""
+        ref = _line(user, "reference summary")
+        facts = user.lower()
+        other = next(name for index in self.indexes.values() for name in
+                     index.table.df[index.table.entity_column].astype(str)
+                     if name.lower() not in facts)
+        out = [f"quick rundown: {ref}", f"{ref} It costs 9999 dollars.",
+               f"{ref} It is lighter than the {other}.", f"in short, {ref}"]
         return (out * (n // len(out) + 1))[:n]
 
     def new_requests(self, user: str, n: int) -> list[dict]:

@@ -5,10 +5,11 @@
 
 Builds a small cars dataset (``distillgraph prepare``), then runs ``distillgraph synth`` on it
 against the teacher: with ``--fake``, the stand-in of ``examples/fake_teacher.py`` (it computes
-its answers with the project's own programs, and writes one bad paraphrase and one program with
-an unknown column per pair so the rejections show); otherwise the OpenAI-compatible endpoint
-named (vLLM, llama.cpp server, Ollama, a hosted API with ``--api-key-env``). Prints a few kept
-requests and the reasons others were rejected. A second run reads every reply from the cache.
+its answers with the project's own programs, and writes one bad paraphrase, one program with
+an unknown column and two bad summaries per pair so the rejections show); otherwise the
+OpenAI-compatible endpoint named (vLLM, llama.cpp server, Ollama, a hosted API with
+``--api-key-env``). Prints a few kept requests and the reasons others were rejected. A second
+run reads every reply from the cache.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("runs/synth_example"),
                     help="directory for the datasets and the reply cache")
     ap.add_argument("--max-pairs", type=int, default=20, help="train pairs to ask about")
+    ap.add_argument("--summaries", type=int, default=2,
+                    help="summaries per train summary pair, checked number by number (0: none)")
     args = ap.parse_args(argv)
     if not args.fake and not (args.base_url and args.model):
         ap.error("give --fake, or --base-url and --model")
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if rc:
         return rc
     synth = ["synth", "--data", str(data), "--out", str(out), "--max-pairs", str(args.max_pairs),
-             "--paraphrases", "3", "--new-requests", "3",
+             "--paraphrases", "3", "--new-requests", "3", "--summaries", str(args.summaries),
              "--cache-dir", str(args.work / "synth_cache")]
     if args.fake:
         from fake_teacher import FakeOpenAI, TableTeacher
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     kinds = {s["id"]: s["source"] for s in manifest["synth"]["sources"]}
     print("\nsome kept requests (question -> program = answer):")
-    shown = {"synth-paraphrase": 0, "synth-new": 0}
+    shown = {"synth-paraphrase": 0, "synth-new": 0, "synth-summary": 0}
     for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines():
         pair = json.loads(line)
         kind = kinds[pair["id"]]
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             shown[kind] += 1
             print(f"  [{kind}] {pair['question']!r} -> {pair['program_text']} = {pair['answer']}")
     print("some rejections:")
-    for kind in ("paraphrase", "new"):
+    for kind in ("paraphrase", "new", "summary"):
         for example in manifest["synth"][kind]["examples"][:2]:
             print(f"  [{kind}] {example[:160]}")
     return 0

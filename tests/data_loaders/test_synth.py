@@ -33,10 +33,13 @@ from data_loaders.synth import client_for, load_split, make_plan, synthesize
 from data_loaders.synth_checks import (
     NEW_SYSTEM,
     PARAPHRASE_SYSTEM,
+    SUMMARY_SYSTEM,
     Rejected,
     answers_agree,
     check_new,
     check_paraphrase,
+    check_summary,
+    prose_numbers,
 )
 from data_loaders.teacher_client import TeacherError
 from data_loaders.templates import col_words
@@ -519,3 +522,96 @@ def test_readme_synth_commands_run_as_printed_in_dry_run(dataset, tmp_path, caps
     out = capsys.readouterr().out
     assert out.count("2 train pairs -> 4 teacher calls") == 2
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def test_summaries_keep_only_prose_whose_numbers_and_names_are_in_the_facts(
+    dataset, tables, tmp_path
+):
+    out = tmp_path / "synth"
+    with fake.FakeOpenAI(fake.TableTeacher(tables)) as server:
+        argv = _argv(dataset, out, server.base_url, "--paraphrases", "0", "--new-requests", "0",
+                     "--summaries", "4")
+        assert main(argv) == 0
+        systems = {b["messages"][0]["content"] for b in server.bodies}
+    assert systems == {SUMMARY_SYSTEM}
+    s = json.loads((out / "manifest.json").read_text())["synth"]
+    t = s["summary"]
+    # the fake adds a made-up number to one summary in four and an unshown row to another
+    assert t["rejected"]["number not in the facts"] == t["calls"]
+    assert t["rejected"].get("names a row not in the facts", 0) + t["rejected"].get(
+        "names a val/test entity", 0) == t["calls"]
+    assert t["kept"] == 2 * t["calls"] > 0
+    assert s["pairs"]["synth-summary"] == t["kept"] and s["paraphrase"]["calls"] == 0
+    original = {p.id: p for p in load_split(dataset / "train.jsonl")}
+    parents = {r["id"]: r.get("parent") for r in s["sources"]}
+    kept = [p for p in load_split(out / "train.jsonl") if p.template == "synth-summary"]
+    assert len(kept) == t["kept"]
+    for pair in kept:
+        parent = original[parents[pair.id]]
+        assert parent.qtype in ("summary_row", "summary_group")
+        assert (pair.question, pair.context, pair.program_text) == (
+            parent.question, parent.context, parent.program_text)
+        assert pair.answer != parent.answer and "9999" not in pair.answer
+
+
+def test_summaries_without_summary_pairs_are_refused(dataset, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in dataset.iterdir():
+        lines = f.read_text().splitlines()
+        if f.name == "train.jsonl":
+            lines = [ln for ln in lines if '"summary_' not in ln]
+        (data / f.name).write_text("\n".join(lines) + "\n")
+    assert main(_argv(data, tmp_path / "o", "http://127.0.0.1:1/v1", "--summaries", "1")) == 2
+    assert "no train pair is a summary" in _errors(capsys)
+
+
+def test_prose_numbers():
+    text = "3,504 lbs, 0-60 mph in 12.5 s, four cylinders, one of them, -3 and 1970s."
+    assert [v for _, v in prose_numbers(text)] == [3504, 0, 60, 12.5, -3, 1970, 4]
+
+
+def test_summary_check(dataset, index):
+    table = index.table
+    pair = _pair(dataset, "summary_row")
+    row = pair.provenance.row_ids[0]
+    name = pair.entities[0]
+    hp = table.df.iloc[row]["Horsepower"]
+    good = f"the {name} makes {hp:g} hp."
+    kept = check_summary(pair, good, index, set())
+    assert kept.answer == good and kept.template == "synth-summary"
+    assert (kept.question, kept.context, kept.provenance) == (
+        pair.question, pair.context, pair.provenance)
+    other = next(n for n in table.df[table.entity_column] if normalize(n) not in
+                 normalize(pair.context))
+    facts = {round(v) for _, v in prose_numbers(pair.context + pair.answer)}
+    bad = next(n for n in range(500, 1000) if n not in facts)  # a number the facts lack
+    words = "two three four five six seven eight nine ten eleven twelve".split()
+    bad_word = next(w for i, w in enumerate(words, 2) if i not in facts)
+    group = _pair(dataset, "summary_group")
+    mean = next(ln for ln in group.context.splitlines() if "[fact] mean" in ln)
+    value = float(mean.split(": ")[1].split()[0])
+    rounded = f"on average about {round(value):g}."
+    assert check_summary(group, rounded, index, set()).answer == rounded
+    cases = [
+        (f"the {name} makes {bad} hp.", "number not in the facts"),
+        (f"the {name} has {bad_word} cylinders and {hp:g} hp.", "number not in the facts"),
+        (f"the {name} out-pulls the {other}.", "names a row not in the facts"),
+        (f"a car with {hp:g} hp.", "does not name its row"),
+        (pair.answer.upper(), "same as the reference"),
+        (f"the {name} " + "is fine " * 200, "too long"),
+        (None, "not a summary"),
+    ]
+    for text, reason in cases:
+        with pytest.raises(Rejected) as e:
+            check_summary(pair, text, index, set())
+        assert e.value.reason == reason, (text, e.value)
+    with pytest.raises(Rejected, match="names a val/test entity"):
+        check_summary(pair, good, index, {normalize(name)})
+    origin = table.df.iloc[row]["Origin"]
+    elsewhere = next(o for o in table.df["Origin"].unique() if o != origin)
+    with pytest.raises(Rejected, match="names a value not in the facts"):
+        check_summary(pair, f"the {name}, made in {elsewhere}.", index, set())

@@ -26,11 +26,14 @@ def test_synth_example_fake_runs_twice_the_second_from_the_cache(tmp_path, capsy
     argv = ["--fake", "--work", str(tmp_path), "--fake-port", str(port), "--max-pairs", "5"]
     assert example.main(argv) == 0
     out = capsys.readouterr().out
-    assert "[synth-paraphrase]" in out and "[synth-new]" in out
+    assert "[synth-paraphrase]" in out and "[synth-new]" in out and "[synth-summary]" in out
     assert "unknown column 'Colour'" in out and "mentions differ" in out
+    assert "[summary] number not in the facts: 9999" in out
     first = json.loads((tmp_path / "data_synth" / "manifest.json").read_text())["synth"]
-    assert first["usage"]["calls"] == 10
+    assert first["paraphrase"]["calls"] == first["new"]["calls"] == 5
+    assert first["summary"]["calls"] == 5  # the first 5 summary pairs of the train split
+    assert first["usage"]["calls"] == 15
     assert example.main(argv) == 0
     second = json.loads((tmp_path / "data_synth" / "manifest.json").read_text())["synth"]
-    assert second["usage"]["calls"] == 0 and second["usage"]["cached_calls"] == 10
+    assert second["usage"]["calls"] == 0 and second["usage"]["cached_calls"] == 15
     assert second["pairs"] == first["pairs"]
