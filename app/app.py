@@ -130,4 +130,5 @@ async def message(msg: cl.Message) -> None:
         msg.content,
         model_label=rt.model_label,
         undistilled_tables={t.name for t in extra},
+        tables=[*rt.tables, *extra],
     )

@@ -1,7 +1,7 @@
-"""The ``distillgraph`` command: the root CLI, plus this stage's ``chat`` and ``feedback export``.
+"""The ``distillgraph`` command: the root CLI, plus this stage's ``chat``, ``serve``, ``feedback``.
 
 The root sits at the top of the import graph: it imports each stage's ``register(app)``
-(``data_loaders.cli``: prepare; ``distillation.cli``: distill, evaluate, export;
+(``data_loaders.cli``: prepare, synth; ``distillation.cli``: distill, evaluate, export;
 ``graphs.cli``: ask) and adds the UI's own commands. Command bodies import their heavy
 dependencies (torch, transformers, chainlit) lazily, so ``distillgraph --help`` is fast. `main`
 turns every usage mistake and every `InputError` into one line on stderr and exit code 2, never a
@@ -12,11 +12,15 @@ into the ``DISTILLGRAPH_*`` environment variables `app.config` reads, prepares t
 directory (Chainlit's app root: welcome page, history database, graph memory, uploads) and
 starts Chainlit in a child process. ``app.py`` is located through this package, so the command
 works from any directory.
+
+``serve`` builds the agent graph as ``ask`` does and serves it with the raw student over an
+OpenAI-compatible HTTP API (`app.server`) under uvicorn, in this process.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import subprocess
@@ -92,6 +96,7 @@ def chat_environment(
     state_dir: Path | None,
     db: str | None,
     base_env: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
     """The environment the Chainlit process runs with (checks every option first)."""
     from app.auth import load_users
@@ -113,6 +118,11 @@ def chat_environment(
             if not path.is_file():
                 raise InputError(f"{flag} {path}: file not found")
             env[key] = str(path.resolve())
+    if overrides:
+        from graphs.config import ENV_GRAPH_SET, load_graph_config
+
+        load_graph_config(graph_config, overrides)  # a bad key or value fails here, not in the UI
+        env[ENV_GRAPH_SET] = json.dumps(list(overrides))
     if state_dir is not None:
         env[ENV_CHAT_DIR] = str(state_dir.expanduser().resolve())
     if db is not None:
@@ -180,6 +190,10 @@ def chat(
     db: Annotated[
         str | None, typer.Option("--db", help="SQLAlchemy async URL of the history database.")
     ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Graph config override key=value (repeatable)."),
+    ] = None,
     allow_anonymous: Annotated[
         bool,
         typer.Option(
@@ -209,6 +223,7 @@ def chat(
         table_config=table_config,
         state_dir=state_dir,
         db=db,
+        overrides=overrides,
     )
     chat_dir = Path(env[ENV_CHAT_DIR])
     prepare_app_root(chat_dir)
@@ -225,6 +240,110 @@ def chat(
         code = 130
     if code:
         raise typer.Exit(code)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on before the model is loaded (seconds saved)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise InputError(
+                f"--host {host} --port {port}: cannot listen there ({e.strerror}); pass another "
+                "--port, or stop what uses it"
+            ) from None
+
+
+def serve(
+    model: Annotated[str | None, typer.Option("--model", "-m", help=ask_cli.MODEL_HELP)] = None,
+    data: Annotated[
+        list[str] | None, typer.Option("--data", "-d", help=ask_cli.DATA_HELP)
+    ] = None,
+    graph_config: Annotated[
+        Path | None,
+        typer.Option("--config", "--graph-config", "-c", help="Graph YAML (configs/graph.yaml)."),
+    ] = None,
+    table_config: Annotated[
+        str | None,
+        typer.Option("--table-config", help="YAML with the `table:` section used at prepare time."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Graph config override key=value.")
+    ] = None,
+    memory: Annotated[
+        str,
+        typer.Option(
+            "--memory",
+            help="Conversation memory: SQLite file, postgresql:// URL, or 'memory' (in process).",
+        ),
+    ] = "runs/serve_memory.sqlite",
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to serve on (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.", min=1, max=65535)] = 8000,
+    max_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--max-concurrency", min=1, max=256, help="Requests doing model work at once."
+        ),
+    ] = 4,
+    max_tokens: Annotated[
+        int,
+        typer.Option("--max-tokens", min=1, max=4096, help="Largest max_tokens a request may ask."),
+    ] = 512,
+) -> None:
+    """Serve the agent graph and the student over an OpenAI-compatible HTTP API."""
+    from rich.console import Console
+
+    try:
+        import uvicorn
+
+        from app.openai_api import ServerLimits
+        from app.server import (
+            AGENT_MODEL,
+            ENV_API_KEYS,
+            STUDENT_MODEL,
+            api_keys_from_env,
+            create_app,
+        )
+    except ImportError as e:
+        raise InputError(
+            f"serve needs FastAPI and uvicorn ({e.name} is missing); install them with "
+            "pip install 'distillgraph[serve]'"
+        ) from None
+    from graphs.graph import build_graph
+    from graphs.memory import close_checkpointer, open_checkpointer
+
+    # Refuse before loading anything: an open port without keys, a port already taken.
+    keys = api_keys_from_env()
+    if not keys and not _is_loopback(host):
+        raise InputError(
+            f"--host {host} serves beyond this machine without API keys; set {ENV_API_KEYS}="
+            "key1,key2 (clients send 'Authorization: Bearer <key>') or serve on 127.0.0.1"
+        )
+    _check_port_free(host, port)
+    limits = ServerLimits(max_concurrency=max_concurrency, max_tokens=max_tokens)
+    cfg = ask_cli.graph_config_from_options(graph_config, overrides, data, table_config)
+    console = Console(stderr=True)
+    saver = open_checkpointer(memory)
+    try:
+        with console.status("loading the student and the tables..."):
+            graph = build_graph(model=model, config=cfg, checkpointer=saver)
+        app = create_app(graph, api_keys=keys, limits=limits)
+        names = ", ".join(app.state.service.student_names[1:])
+        console.print(
+            f"OpenAI-compatible API on http://{host}:{port}/v1 — models: {AGENT_MODEL} (agent "
+            f"graph), {STUDENT_MODEL} ({names}); "
+            + (f"{len(keys)} API key(s)" if keys else "no API key (loopback only)"),
+            highlight=False,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        close_checkpointer(saver)
 
 
 feedback_app = typer.Typer(help="Ratings given in the chat UI.", no_args_is_help=True)
@@ -251,8 +370,9 @@ def feedback_export(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``chat`` and ``feedback export`` to the root CLI."""
+    """Add ``chat``, ``serve`` and ``feedback export`` to the root CLI."""
     app.command("chat")(chat)
+    app.command("serve")(serve)
     app.add_typer(feedback_app, name="feedback")
 
 

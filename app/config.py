@@ -15,6 +15,8 @@ environment variables; starting Chainlit by hand with the same variables gives t
                                    (default ``$XDG_DATA_HOME/distillgraph/chat``)
 ``DISTILLGRAPH_DATABASE_URL``      SQLAlchemy async URL of the history database
                                    (default ``sqlite+aiosqlite:///<chat dir>/history.db``)
+``DISTILLGRAPH_MEMORY``            the graph's conversation memory: a SQLite file or a
+                                   ``postgresql://`` URL (default ``<chat dir>/memory.sqlite``)
 ``DISTILLGRAPH_AUTH_USERS[_FILE]`` password users, see `app.auth`
 =================================  ==============================================================
 
@@ -39,6 +41,7 @@ from graphs.config import (
 
 ENV_CHAT_DIR = "DISTILLGRAPH_CHAT_DIR"
 ENV_DATABASE_URL = "DISTILLGRAPH_DATABASE_URL"
+ENV_MEMORY = "DISTILLGRAPH_MEMORY"
 ENV_USERS = "DISTILLGRAPH_AUTH_USERS"
 ENV_USERS_FILE = "DISTILLGRAPH_AUTH_USERS_FILE"
 
@@ -84,11 +87,18 @@ class ChatSettings:
     table_config: str | None
     chat_dir: Path
     database_url: str
+    overrides: tuple[str, ...] = ()  # graph config key=value (``chat --set``)
+    memory_url: str | None = None  # graph memory elsewhere (a postgresql:// URL, a SQLite file)
 
     @property
     def memory_path(self) -> Path:
-        """SQLite file of the graph's checkpointer (conversation memory per thread)."""
+        """Default SQLite file of the graph's checkpointer (conversation memory per thread)."""
         return self.chat_dir / "memory.sqlite"
+
+    @property
+    def memory(self) -> str:
+        """The graph memory setting (`graphs.memory.open_checkpointer`): URL or SQLite file."""
+        return self.memory_url or str(self.memory_path)
 
     @property
     def uploads_dir(self) -> Path:
@@ -121,4 +131,6 @@ class ChatSettings:
             table_config=table_config,
             chat_dir=chat_dir_from_env(env),
             database_url=database_url_from_env(env),
+            overrides=shared.overrides,
+            memory_url=env.get(ENV_MEMORY) or None,
         )

@@ -2,8 +2,9 @@
 
 Everything heavy happens once per process and off the event loop: `get_runtime` loads the chat
 model and the configured tables in a worker thread the first time a chat starts, and opens one
-SQLite checkpointer (`graphs.memory.open_checkpointer`: the graph's memory, keyed by the
-Chainlit thread id, whose async calls run in worker threads) shared by every conversation.
+checkpointer (`graphs.memory.open_checkpointer`, SQLite or Postgres: the graph's memory, keyed
+by the Chainlit thread id, whose async calls run in worker threads) shared by every
+conversation.
 Graphs are compiled per set of tables and cached, so a user who uploads a table gets their own
 graph while everyone else shares the default one.
 """
@@ -122,7 +123,7 @@ def load_chat_model(settings: ChatSettings) -> tuple[Any, str]:
     from graphs.chat_model import build_chat_model
     from graphs.config import load_graph_config
 
-    config = load_graph_config(settings.graph_config)
+    config = load_graph_config(settings.graph_config, list(settings.overrides))
     if settings.model is not None:
         model_dir = Path(settings.model)
     else:
@@ -146,6 +147,7 @@ def default_graph_factory(
             tables=list(tables),
             config=settings.graph_config,
             checkpointer=checkpointer,
+            overrides=list(settings.overrides),
         )
 
     return factory
@@ -157,8 +159,8 @@ async def build_runtime(settings: ChatSettings) -> Runtime:
     (chat_model, label), tables = await asyncio.gather(
         asyncio.to_thread(load_chat_model, settings), get_tables()
     )
-    # One SQLite file and connection for all conversations; opening it blocks, so off the loop.
-    checkpointer = await asyncio.to_thread(open_checkpointer, settings.memory_path)
+    # One connection (SQLite file or Postgres) for all conversations; opening it blocks.
+    checkpointer = await asyncio.to_thread(open_checkpointer, settings.memory)
     return Runtime(
         settings=settings,
         chat_model=chat_model,

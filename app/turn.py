@@ -3,26 +3,36 @@
 `stream_turn` consumes ``graph.astream`` with LangGraph's ``tasks`` and ``messages`` stream
 modes: a node's start opens a `cl.Step` (so its duration is real), its result fills the step
 (`app.render.step_view`), and the tokens of the answering node stream into the reply
-`cl.Message`. The finished reply carries the supporting rows as a `cl.Dataframe` and the turn's
-question, task, context and check in its metadata, where `app.feedback` finds them when a user
-rates it. Nothing here blocks the event loop: the graph's model calls stream from their own
-threads, so other conversations keep going while one waits on the model.
+`cl.Message`. The finished reply carries the supporting rows as a `cl.Dataframe`, a bar chart
+(`cl.Pyplot`, `app.charts`) when the table computed the answer over groups or ranked rows, and
+the turn's question, task, context and check in its metadata, where `app.feedback` finds them
+when a user rates it. Nothing here blocks the event loop: the graph's model calls stream from
+their own threads, and the chart is drawn in one, so other conversations keep going while one
+waits on the model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import chainlit as cl
 from chainlit.utils import utc_now
 from langchain_core.messages import HumanMessage
+from matplotlib.figure import Figure
 
+from app.charts import chart_for
 from app.render import ANSWER_NODES, TASK_OF_ROUTE, parse_context, step_view
 from app.uploads import NOT_DISTILLED_NOTE
+from data_loaders.table import Table
+
+log = logging.getLogger(__name__)
 
 ASSISTANT = "distillgraph"
+CHART_NAME = "chart"
 
 
 @dataclass
@@ -62,6 +72,22 @@ def _turn_metadata(question: str, state: dict[str, Any]) -> dict[str, Any]:
             "verdict": dict(state.get("verdict") or {}),
         }
     }
+
+
+def chart_image(figure: Figure) -> cl.Pyplot:
+    """A figure as the reply's inline PNG (typed, so history stores it as ``image/png``)."""
+    return cl.Pyplot(name=CHART_NAME, figure=figure, display="inline", size="large",
+                     mime="image/png")
+
+
+def _chart_element(state: dict[str, Any], tables: Sequence[Table]) -> cl.Pyplot | None:
+    """The turn's chart as an inline image (drawing and PNG encoding block: run in a thread)."""
+    try:
+        figure = chart_for(state, tables)
+        return chart_image(figure) if figure is not None else None
+    except Exception:  # a chart is an extra: the reply goes out without it
+        log.exception("could not draw the chart of this turn")
+        return None
 
 
 class _Mirror:
@@ -138,6 +164,7 @@ async def stream_turn(
     *,
     model_label: str | None = None,
     undistilled_tables: set[str] | frozenset[str] = frozenset(),
+    tables: Sequence[Table] = (),
 ) -> TurnResult:
     """Answer `question` in conversation `thread_id`, streaming steps and tokens to the UI.
 
@@ -148,6 +175,8 @@ async def stream_turn(
         model_label: Name of the answering model, shown in the steps.
         undistilled_tables: Uploaded tables; a reply drawn from one says the student was not
             distilled on it.
+        tables: The graph's tables, to chart what the table computed (`app.charts`); empty:
+            no chart.
 
     Returns:
         The reply message, the merged state updates of the turn and the steps shown.
@@ -180,11 +209,16 @@ async def stream_turn(
         answer = f"{answer}\n\n_{NOT_DISTILLED_NOTE.format(table=state['table'])}_"
     reply.content = answer
     reply.metadata = _turn_metadata(question, state)
+    elements: list[cl.Element] = []
     if context := state.get("context"):
         rows, _ = parse_context(context)
         if len(rows):
-            reply.elements = [
+            elements.append(
                 cl.Dataframe(data=rows.reset_index(), name="supporting rows", display="inline")
-            ]
+            )
+    if tables and (chart := await asyncio.to_thread(_chart_element, state, tables)):
+        elements.append(chart)
+    if elements:
+        reply.elements = elements
     await reply.send()
     return TurnResult(message=reply, state=state, steps=mirror.steps, streamed_tokens=mirror.tokens)

@@ -7,10 +7,9 @@ Runs every request of ``benchmarks/data/natural/requests.jsonl`` (hand-written, 
 on; follow-ups continue their conversation) through ``build_graph`` over its own table, and
 optionally a dataset split, and writes ``benchmarks/results/natural.json``:
 
-- accuracy: the reply states the expected answer (numbers to 2 decimals, names, every name of
-  a list, every value of a group statistic, yes/no for claims); a request with no answer in
-  the table (an empty cell, an unknown column, a free question) is right when the reply says
-  the cell is empty or presents nothing as checked;
+- accuracy: the reply states the expected answer, scored by `benchmarks.natural.score_reply`
+  for the natural set (its rules are in that module) and by `score_reply` here for a dataset
+  split (numbers to 2 decimals, names, every name of a list, yes/no for claims);
 - precision: of the replies presented as checked by the table (``verdict.checked_by ==
   "table"`` with an answer computed), the share that is right, and the wrong ones listed;
 - router: the share routed to the request's task, and the share routed by the student's program;
@@ -39,8 +38,10 @@ _NUM = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def load_requests(path: Path = REQUESTS) -> list[dict]:
-    """The natural-phrasing requests, in file order."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    """The natural-phrasing requests, in file order (`benchmarks.natural.load_requests`)."""
+    from benchmarks.natural import load_requests as load
+
+    return load(path)
 
 
 def _numbers(text: str) -> list[float]:
@@ -80,6 +81,15 @@ def score_reply(req: dict, state: dict) -> bool:
     return _has(reply, exp)
 
 
+def _score(req: dict, state: dict) -> bool:
+    """The natural set's own scorer for its requests; `score_reply` for a dataset split."""
+    if "pandas" in req:
+        from benchmarks.natural import score_reply as score_natural
+
+        return score_natural(req, state.get("answer"), state)
+    return score_reply(req, state)
+
+
 def presented_as_checked(state: dict) -> bool:
     """A reply the graph presents as computed by the table (not asked back, not a failure)."""
     v = state.get("verdict") or {}
@@ -117,7 +127,7 @@ def run(requests: list[dict], model: str | None) -> dict[str, Any]:
         rows.append({
             "id": req["id"], "table": req["table"], "kind": req["kind"],
             "request": req["request"], "expected": req["expected"],
-            "reply": state.get("answer"), "right": score_reply(req, state),
+            "reply": state.get("answer"), "right": _score(req, state),
             "checked": presented_as_checked(state),
             "route": state.get("task"), "route_right": state.get("task") == ROUTES[req["route"]],
             "route_source": state.get("route_source"),

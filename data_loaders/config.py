@@ -147,3 +147,71 @@ class PrepareConfig(StrictModel):
         8, ge=1, le=64, description="Most rows serialized into one pair's context."
     )
     split: SplitConfig = Field(default_factory=SplitConfig, description="Split settings.")
+
+
+class PricesConfig(StrictModel):
+    """What the teacher endpoint charges, for the token and cost count of ``synth``."""
+
+    input_per_million: float = Field(
+        0.0, ge=0.0, description="Price of one million prompt tokens (0 for a local server)."
+    )
+    output_per_million: float = Field(
+        0.0, ge=0.0, description="Price of one million completion tokens (0 for a local server)."
+    )
+    currency: str = Field("USD", description="Label printed beside costs.")
+
+
+class SynthConfig(StrictModel):
+    """Everything `distillgraph synth` needs besides the dataset: the teacher and the client."""
+
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM, "
+        "llama.cpp server, Ollama) or https://api.openai.com/v1."
+    )
+    model: str | None = Field(None, description="Model name at the endpoint.")
+    api_key_env: str | None = Field(
+        None,
+        description="Environment variable holding the API key; null sends a placeholder key "
+        "(local servers accept any).",
+    )
+    paraphrases: int = Field(
+        3, ge=0, le=20, description="Paraphrases asked for each train pair (typed as people type)."
+    )
+    new_requests: int = Field(
+        1, ge=0, le=20,
+        description="New requests (with the teacher's program) asked for each train pair.",
+    )
+    summaries: int = Field(
+        0, ge=0, le=20,
+        description="Teacher-written summaries asked for each train summary pair (0: none); "
+        "one is kept only when every number and name it writes is in the pair's facts.",
+    )
+    max_source_pairs: int | None = Field(
+        None, ge=1, description="Use only the first N train pairs with a program (null: all)."
+    )
+    max_concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
+    max_retries: int = Field(
+        4, ge=0, le=20, description="Retries of one call on HTTP 429, 5xx, timeouts, refusals "
+        "to connect."
+    )
+    backoff_s: float = Field(
+        1.0, ge=0.0, description="Wait before the first retry; doubles each retry (with jitter) "
+        "unless the endpoint sends Retry-After."
+    )
+    backoff_max_s: float = Field(30.0, ge=0.0, description="Longest wait between retries.")
+    timeout_s: float = Field(120.0, gt=0, description="Time limit of one HTTP request.")
+    sampling_temperature: float = Field(
+        0.8, ge=0.0, le=2.0, description="Sampling temperature of the teacher's replies."
+    )
+    max_tokens: int = Field(800, ge=16, le=32768, description="Most tokens in one reply.")
+    json_mode: bool = Field(
+        False,
+        description="Send response_format json_object (servers that support it return only "
+        "JSON); replies are parsed leniently either way.",
+    )
+    cache_dir: str | None = Field(
+        None, description="Reply cache directory (null: 'synth_cache' beside the output dir)."
+    )
+    prices: PricesConfig = Field(
+        default_factory=PricesConfig, description="Prices for the cost count."
+    )

@@ -230,6 +230,17 @@ def _created_at() -> str:
     return when.isoformat(timespec="seconds")
 
 
+def split_counts(pairs: Sequence[QAPair]) -> dict:
+    """A split's counts in the manifest: total, by type, by task and the claims' yes/no."""
+    claims = Counter(p.answer for p in pairs if p.qtype == "claim")
+    return {
+        "total": len(pairs),
+        "by_type": {q: sum(p.qtype == q for p in pairs) for q in QUESTION_TYPES},
+        "by_task": dict(sorted(Counter(p.task for p in pairs).items())),
+        "claim_answers": {"yes": claims.get("yes", 0), "no": claims.get("no", 0)},
+    }
+
+
 def build_manifest(ds: Dataset) -> dict:
     """The ``manifest.json`` content: counts, sources, config, versions, format, time.
 
@@ -238,15 +249,7 @@ def build_manifest(ds: Dataset) -> dict:
     noun, ignored columns, units read from names, and all of it as a pasteable ``table:``
     section).
     """
-    counts = {}
-    for split, pairs in ds.splits.items():
-        claims = Counter(p.answer for p in pairs if p.qtype == "claim")
-        counts[split] = {
-            "total": len(pairs),
-            "by_type": {q: sum(p.qtype == q for p in pairs) for q in QUESTION_TYPES},
-            "by_task": dict(sorted(Counter(p.task for p in pairs).items())),
-            "claim_answers": {"yes": claims.get("yes", 0), "no": claims.get("no", 0)},
-        }
+    counts = {split: split_counts(pairs) for split, pairs in ds.splits.items()}
     sources = [
         {
             "source": t.source,

@@ -649,6 +649,20 @@ LIST_OPS: dict[str, Callable[[Table, dict, int], str]] = {
 }
 
 
+def plain_program(program: Any) -> Any:
+    """`program` with numpy scalars made Python ones (filter values read from cells are numpy).
+
+    JSON, msgpack and so LangGraph's checkpointers then store it as is.
+    """
+    if isinstance(program, dict):
+        return {k: plain_program(v) for k, v in program.items()}
+    if isinstance(program, list | tuple):
+        return [plain_program(v) for v in program]
+    if isinstance(program, np.generic):
+        return program.item()
+    return program
+
+
 def run_program(table: Table, program: dict) -> str:
     """Recompute the normalized answer of a program from the table.
 

@@ -3,9 +3,10 @@
 `DistillationConfig` holds every knob of one run: which teacher and student, the loss
 (``kd_ratio``/``alpha``, the KD softmax ``temperature``, the divergence), where the teacher's
 soft targets come from (an on-disk top-k cache or an online forward), the optimizer and its
-schedule, validation, checkpoints, and the optional first stage that adapts the teacher to the
-dataset. Every field has a description and a range check; `load_distill_config` reads YAML plus
-``key=value`` overrides and refuses unknown keys by name.
+schedule, validation, checkpoints, the optional first stage that adapts the teacher to the
+dataset, and the experiment trackers the metrics also go to (``report_to``). Every field has a
+description and a range check; `load_distill_config` reads YAML plus ``key=value`` overrides and
+refuses unknown keys by name.
 
 Two temperatures are never mixed up here: ``temperature`` is the *KD softmax temperature* of the
 distillation loss. Generation during validation is always greedy and has no temperature.
@@ -19,6 +20,35 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from data_loaders.config_loader import StrictModel, load_config
+
+TRACKERS: tuple[str, ...] = ("tensorboard", "mlflow", "wandb")
+"""What ``report_to`` accepts besides ``none`` (names as accelerate's ``log_with`` spells them)."""
+
+
+def parse_report_to(value: object) -> list[str]:
+    """``report_to`` as a list of tracker names: ``none``/null → ``[]``; ``"a,b"`` → ``[a, b]``.
+
+    Raises:
+        ValueError: an unknown name, or ``none`` together with a tracker.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = [str(x) for x in value]
+    else:
+        raise ValueError("must be none, a tracker name or a list of them, e.g. [tensorboard]")
+    names = [x.strip().lower() for x in items if x.strip()]
+    if "none" in names:
+        if len(names) > 1:
+            raise ValueError("'none' cannot be combined with trackers; drop it or them")
+        return []
+    for name in names:
+        if name not in TRACKERS:
+            raise ValueError(f"unknown tracker {name!r}; choose none, {', '.join(TRACKERS)} "
+                             "(or a list of them)")
+    return list(dict.fromkeys(names))
 
 
 class LoraSettings(StrictModel):
@@ -247,6 +277,15 @@ class DistillationConfig(StrictModel):
         default_factory=TeacherAdaptationConfig, description="Optional first stage."
     )
 
+    # ---------------------------------------------------------------- experiment tracking
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Experiment trackers that get the rows of training_history.jsonl at the "
+        "same steps (train/loss, train/ce, train/kd, eval/val_exact_match ...): none, "
+        "tensorboard (files under <output_dir>/tracking), mlflow (MLFLOW_TRACKING_URI), wandb, "
+        "or a list of them. Through accelerate's trackers; each needs its package installed.",
+    )
+
     @field_validator("student_layers")
     @classmethod
     def _layers(cls, v: int | list[int]) -> int | list[int]:
@@ -259,6 +298,11 @@ class DistillationConfig(StrictModel):
         if any(i < 0 for i in v) or len(set(v)) != len(v):
             raise ValueError(f"layer indices must be distinct and >= 0, got {v}")
         return sorted(v)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v: object) -> list[str]:
+        return parse_report_to(v)
 
     @field_validator("teacher_model_name")
     @classmethod

@@ -9,9 +9,10 @@ student is a named model, or a copy of some of the (adapted) teacher's layers. W
 ``soft_targets: cached`` the teacher runs once over the train split and its top-k log-probs are
 read from disk afterwards (`distillation.cache`); with ``online`` it runs at every step. The loop
 uses `accelerate` (``accelerate launch`` gives multi-GPU DDP/FSDP without code changes), logs
-every optimizer step to ``training_history.jsonl``, validates every ``eval_every`` steps (loss and
-exact match of greedy answers), keeps the best checkpoint, stops early on a patience, and writes
-an atomic, exactly resumable checkpoint every ``save_every`` steps. The best (else the final)
+every optimizer step to ``training_history.jsonl`` (and to the ``report_to`` trackers,
+`distillation.tracking`), validates every ``eval_every`` steps (loss and exact match of greedy
+answers), keeps the best checkpoint, stops early on a patience, and writes an atomic, exactly
+resumable checkpoint every ``save_every`` steps. The best (else the final)
 student is exported as a plain Hugging Face directory ``<output_dir>/student``.
 
 This module owns the recipe with its setup and export helpers and what is particular to
@@ -69,6 +70,13 @@ from distillation.loop import (
     make_scheduler,
     train_step,
 )
+from distillation.tracking import (
+    TRACKING_DIR,
+    accelerator_kwargs,
+    end_tracking,
+    log_row,
+    start_tracking,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -84,7 +92,7 @@ TINY_TEACHER = "tiny"
 # Config fields a resumed run may change: they do not alter what the steps compute.
 _RESUMABLE_CHANGES = {
     "output_dir", "max_steps", "eval_every", "eval_samples", "eval_max_new_tokens",
-    "early_stopping_patience", "save_every", "cache", "device",
+    "early_stopping_patience", "save_every", "cache", "device", "report_to",
 }
 
 
@@ -153,6 +161,7 @@ def run_distillation(
     check_quantization(config.student_quantization, device, "student_quantization")
     train, val = read_records(config, train_records, val_records)
     ckpt_state = prepare_output_dir(config, out, resume, accelerator)
+    start_tracking(accelerator, config, None if ckpt_state is None else ckpt_state["step"])
     set_seed(config.seed)
 
     teacher_spec = resolve_teacher_spec(config, out, train, accelerator)
@@ -266,6 +275,7 @@ def run_distillation(
         }
         if accelerator.is_main_process:
             append_history(history, row)
+        log_row(accelerator, config, row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3f}", ce=f"{row['ce']:.3f}", kd=f"{row['kd']:.3f}",
                         tok_s=f"{row['tokens_per_s']:.0f}")
@@ -286,6 +296,7 @@ def run_distillation(
                         "elapsed": time.perf_counter() - run_start}
             if accelerator.is_main_process:
                 append_history(history, eval_row)
+            log_row(accelerator, config, eval_row)
             bar.write(f"step {step}: val_loss {metrics['val_loss']:.4f}, val exact match "
                       f"{metrics['val_exact_match']:.1%} ({metrics['eval_samples']} pairs)")
             patience = config.early_stopping_patience
@@ -302,6 +313,7 @@ def run_distillation(
         if stopped_early:
             break
     bar.close()
+    end_tracking(accelerator, config)
 
     # ---------------------------------------------------------------- 7. export
     final_eval = last_eval(history)
@@ -330,7 +342,13 @@ def run_distillation(
 
 
 def make_accelerator(config: DistillationConfig) -> Accelerator:
-    """An `Accelerator` for the configured device: bf16 autocast on GPUs that have it."""
+    """An `Accelerator` for the configured device (bf16 autocast on GPUs that have it).
+
+    With ``report_to`` it also carries the trackers (`tracking.accelerator_kwargs`).
+
+    Raises:
+        InputError: a tracker in ``report_to`` is not installed.
+    """
     import torch
     from accelerate import Accelerator
 
@@ -341,7 +359,7 @@ def make_accelerator(config: DistillationConfig) -> Accelerator:
     mixed = "no"
     if not cpu and config.dtype in ("auto", "bfloat16", "bf16") and torch.cuda.is_bf16_supported():
         mixed = "bf16"
-    return Accelerator(cpu=cpu, mixed_precision=mixed)
+    return Accelerator(cpu=cpu, mixed_precision=mixed, **accelerator_kwargs(config))
 
 
 def read_records(
@@ -378,7 +396,7 @@ def read_records(
 def prepare_output_dir(
     config: DistillationConfig, out: Path, resume: bool, accelerator: Accelerator
 ) -> dict | None:
-    """Check a resume is possible, or clear a previous run's checkpoints and history.
+    """Check a resume is possible, or clear a previous run's checkpoints, history and tracking.
 
     The teacher cache and the adapted teacher are kept: they are reused when they match.
 
@@ -412,6 +430,7 @@ def prepare_output_dir(
     if accelerator.is_main_process:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         (out / HISTORY_FILE).unlink(missing_ok=True)
+        shutil.rmtree(out / TRACKING_DIR, ignore_errors=True)  # the history's mirror goes with it
         out.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     return None

@@ -12,16 +12,41 @@ from typing import Annotated
 
 import typer
 
-from graphs.config import DEFAULT_STUDENT_DIR, DEFAULT_TABLE_CONFIG, DEFAULT_TABLES
+from graphs.config import DEFAULT_STUDENT_DIR, DEFAULT_TABLE_CONFIG, DEFAULT_TABLES, GraphConfig
 
 MODEL_HELP = (
-    f"Student model directory. Default: {DEFAULT_STUDENT_DIR} if it exists (made by "
+    f"Student model directory, or the URL of an OpenAI-compatible endpoint serving it "
+    f"(http://host:port/v1). Default: {DEFAULT_STUDENT_DIR} if it exists (made by "
     "`make demo`), else the embedded SmolLM2-135M-Instruct teacher (not distilled on your data)."
 )
 DATA_HELP = (
     "Table file or SQL URL the dataset was built from (repeat for several). Default: the "
     f"config's tables, else {', '.join(DEFAULT_TABLES)} with {DEFAULT_TABLE_CONFIG}'s aliases."
 )
+
+
+def graph_config_from_options(
+    config: Path | None,
+    overrides: list[str] | None,
+    data: list[str] | None,
+    table_config: str | None,
+) -> GraphConfig:
+    """The graph settings of ``--config``, ``--set``, ``--data`` and ``--table-config``.
+
+    ``--data`` replaces the config's tables; without either, the demo's tables are used
+    (`graphs.graph.with_defaults`). Shared by ``ask`` and ``serve``.
+    """
+    from graphs.config import load_graph_config
+    from graphs.graph import with_defaults  # loads LangGraph: not at import time
+
+    cfg = load_graph_config(config, overrides)
+    if data:
+        cfg = cfg.model_copy(update={"tables": list(data)})
+    else:
+        cfg = with_defaults(cfg)
+    if table_config:
+        cfg = cfg.model_copy(update={"table_config": table_config})
+    return cfg
 
 
 def ask_command(
@@ -55,18 +80,11 @@ def ask_command(
 
     from rich.console import Console
 
-    from graphs.config import load_graph_config
-    from graphs.graph import build_graph, with_defaults
+    from graphs.graph import build_graph
     from graphs.memory import close_checkpointer, open_checkpointer
     from graphs.validation import verdict_label
 
-    cfg = load_graph_config(config, overrides)
-    if data:
-        cfg = cfg.model_copy(update={"tables": list(data)})
-    else:
-        cfg = with_defaults(cfg)
-    if table_config:
-        cfg = cfg.model_copy(update={"table_config": table_config})
+    cfg = graph_config_from_options(config, overrides, data, table_config)
     saver = open_checkpointer(memory)
     try:
         graph = build_graph(model=model, config=cfg, checkpointer=saver)

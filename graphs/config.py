@@ -26,6 +26,7 @@ The environment variables a server-built graph (`graphs.graph.make_graph`) and t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ ENV_MODEL = "DISTILLGRAPH_MODEL"
 ENV_TABLES = "DISTILLGRAPH_TABLES"
 ENV_GRAPH_CONFIG = "DISTILLGRAPH_GRAPH_CONFIG"
 ENV_TABLE_CONFIG = "DISTILLGRAPH_TABLE_CONFIG"
+ENV_GRAPH_SET = "DISTILLGRAPH_GRAPH_SET"
 
 # GraphConfig keys one call may set in ``config["configurable"]`` (`GraphConfig.for_call`).
 PER_CALL_KEYS = ("max_input_chars", "retrieval", "validation")
@@ -236,6 +238,7 @@ class EnvSettings:
     tables: tuple[str, ...]  # DISTILLGRAPH_TABLES, split on os.pathsep, blanks dropped
     graph_config: str | None  # DISTILLGRAPH_GRAPH_CONFIG
     table_config: str | None  # DISTILLGRAPH_TABLE_CONFIG
+    overrides: tuple[str, ...] = ()  # DISTILLGRAPH_GRAPH_SET: JSON list of "key=value"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EnvSettings:
@@ -247,7 +250,20 @@ class EnvSettings:
             tables=tuple(t for t in tables if t.strip()),
             graph_config=env.get(ENV_GRAPH_CONFIG) or None,
             table_config=env.get(ENV_TABLE_CONFIG) or None,
+            overrides=_overrides(env.get(ENV_GRAPH_SET)),
         )
+
+
+def _overrides(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError:
+        items = None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise InputError(f'{ENV_GRAPH_SET}: expected a JSON list of "key=value" strings')
+    return tuple(items)
 
 
 def load_graph_config(

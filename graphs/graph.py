@@ -45,6 +45,9 @@ from graphs.retrieval import Retriever
 from graphs.state import ROUTES, InputState, State
 
 GRAPH_NAME = "distillgraph"
+# The model name `build_graph(model="http://...")` asks an endpoint for when the config names
+# none: the raw student at `distillgraph serve` (`app.server.STUDENT_MODEL`).
+DEFAULT_REMOTE_STUDENT = "distillgraph-student"
 
 
 def default_model_dir() -> str:
@@ -85,6 +88,11 @@ def load_graph_tables(
 def _model_config(model: str | Path | None, base: ModelConfig) -> ModelConfig:
     if model is None and (base.path or base.base_url):
         return base
+    if isinstance(model, str) and model.startswith(("http://", "https://")):
+        # An OpenAI-compatible endpoint (`distillgraph serve`, vLLM, Ollama): the model name
+        # there comes from the config, else the raw student's name at `distillgraph serve`.
+        name = base.name or DEFAULT_REMOTE_STUDENT
+        return base.model_copy(update={"base_url": model, "name": name, "path": None})
     path = str(model) if model is not None else default_model_dir()
     if path == "embedded":
         from distillation.embedded import embedded_teacher_dir
@@ -114,8 +122,10 @@ def build_graph(
     """Build the compiled agent graph.
 
     Args:
-        model: The student: a model directory, ``"embedded"``, or any LangChain chat model
-            (tests pass fakes). ``None`` uses ``config.student``, else `default_model_dir`.
+        model: The student: a model directory, ``"embedded"``, the URL of an OpenAI-compatible
+            endpoint (``"http://host:port/v1"``; the model name there is ``student.name``, else
+            `DEFAULT_REMOTE_STUDENT`), or any LangChain chat model (tests pass fakes). ``None``
+            uses ``config.student``, else `default_model_dir`.
         tables: Table files / SQL URLs or loaded `Table`s; ``None`` uses ``config.tables``.
         config: A `GraphConfig` or a YAML file (``configs/graph.yaml``); ``None`` = defaults.
         checkpointer: Conversation memory: ``None`` (in memory), a SQLite file path, a
@@ -188,7 +198,7 @@ def make_graph(config: RunnableConfig | None = None) -> CompiledStateGraph:
         config: The server's run config; unused (per-call settings are read at each call).
     """
     env = EnvSettings.from_env()
-    cfg = load_graph_config(env.graph_config)
+    cfg = load_graph_config(env.graph_config, list(env.overrides))
     if env.table_config:
         cfg = cfg.model_copy(update={"table_config": env.table_config})
     return build_graph(

@@ -7,7 +7,8 @@
   both ``invoke`` and ``ainvoke`` (`ThreadedSqliteSaver`), so one file works for every caller,
   and a graph rebuilt on the same file continues its conversations;
 * ``"postgresql://..."`` — Postgres through the optional ``langgraph-checkpoint-postgres``
-  (``pip install 'distillgraph[postgres]'``), imported only when asked for;
+  (``pip install 'distillgraph[postgres]'``), imported only when asked for, and likewise
+  usable from sync and async callers;
 * an existing saver — used as is.
 """
 
@@ -32,15 +33,17 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from data_loaders.errors import InputError
+from data_loaders.loaders import mask_url
 
 
-class ThreadedSqliteSaver(SqliteSaver):
-    """`SqliteSaver` whose async methods run the sync ones in a worker thread.
+class AsyncInThreads:
+    """Async checkpointer methods that run the sync ones in a worker thread.
 
     LangGraph's `SqliteSaver` refuses async use and `AsyncSqliteSaver` refuses sync use from the
-    event loop's thread; a graph served both ways (CLI ``invoke``, UI ``astream``) needs both.
-    SQLite calls are short and `SqliteSaver` serializes them with its own lock, so a thread hop
-    per call keeps the event loop free at little cost.
+    event loop's thread, and `PostgresSaver` has no async methods; a graph served both ways (CLI
+    ``invoke``, UI and server ``astream``) needs both. Both savers serialize their calls with
+    their own lock and the calls are short, so a thread hop per call keeps the event loop free
+    at little cost. Mixed in before the saver class.
     """
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -87,6 +90,10 @@ class ThreadedSqliteSaver(SqliteSaver):
         await asyncio.to_thread(self.delete_thread, thread_id)
 
 
+class ThreadedSqliteSaver(AsyncInThreads, SqliteSaver):
+    """`SqliteSaver` usable from sync and async callers (see `AsyncInThreads`)."""
+
+
 def sqlite_saver(path: str | Path) -> ThreadedSqliteSaver:
     """A SQLite checkpointer on `path` (created with its parent directory if missing)."""
     path = Path(path)
@@ -120,10 +127,17 @@ def postgres_saver(url: str) -> BaseCheckpointSaver:
             "memory: a postgresql:// URL needs langgraph-checkpoint-postgres; "
             "install it with pip install 'distillgraph[postgres]'"
         ) from None
-    conn = Connection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-    saver = PostgresSaver(conn)
+    class ThreadedPostgresSaver(AsyncInThreads, PostgresSaver):
+        """`PostgresSaver` usable from sync and async callers (see `AsyncInThreads`)."""
+
+    try:
+        conn = Connection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    except Exception as e:  # psycopg.OperationalError: host down, bad password, no database
+        raise InputError(f"memory: cannot connect to {mask_url(url)} ({e})") from None
+    saver = ThreadedPostgresSaver(conn)
     saver.setup()
     return saver
+
 
 
 def open_checkpointer(spec: Any = None) -> BaseCheckpointSaver:

@@ -29,6 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
+from data_loaders.programs import plain_program
 from data_loaders.serialize import build_messages, build_route_messages
 from data_loaders.table import Table
 from data_loaders.templates import entity_noun
@@ -107,6 +108,20 @@ def _rows_note(verdict: Verdict) -> str:
     if verdict.get("supported") is not None or verdict.get("checked_by") != "rows":
         return ""
     return f" ({verdict.get('reason', 'read from the rows, not computed by the table')})"
+
+
+def _group_program(r: Retrieval) -> dict | None:
+    """The ``summary_group`` program of a summary request about a filtered group, else None."""
+    p, t = r.parse, r.table
+    if p is None or t is None or p.entities or not p.filters:
+        return None
+    return plain_program({
+        "op": "summary_group",
+        "where": where_conditions(p.filters),
+        "columns": target_columns(p, summary=True),
+        "noun": entity_noun(t),
+        "evidence": "facts" if r.facts else "rows",
+    })
 
 
 class Router:
@@ -338,6 +353,8 @@ class Nodes:
             return {**base, **ask_back(reading, table), "pending_program": reading}
         out = run_reading(reading, table)
         out.pop("computed", None)
+        if out["answered_by"] == "program":
+            base["table_program"] = plain_program(spec)
         return {**base, **out}
 
     @staticmethod
@@ -470,10 +487,12 @@ class Nodes:
                 **self._retrieval_fields(r),
             }
         out = self._answer_checked(state["query"], r, "qa", cfg, computed)
-        if out["verdict"].get("supported") is False and computed is not None:
-            _computed_by_table(out, computed.answer, r,
-                               f"computed from the table ({computed.describe()})",
-                               computed.evidence())
+        if computed is not None:
+            out["table_program"] = plain_program(computed.program)
+            if out["verdict"].get("supported") is False:
+                _computed_by_table(out, computed.answer, r,
+                                   f"computed from the table ({computed.describe()})",
+                                   computed.evidence())
         return out
 
     def summarizer(self, state: State, config: RunnableConfig) -> dict:
@@ -485,6 +504,8 @@ class Nodes:
         if not r.found:
             return self._not_found()
         out = self._answer_checked(state["query"], r, "summary", cfg)
+        if (group := _group_program(r)) is not None:
+            out["table_program"] = group
         if out["verdict"].get("supported") is not False:  # prose whose values were found
             return out
         table_summary = self._table_summary(r)

@@ -47,6 +47,7 @@ from graphs.state import Verdict
 log = logging.getLogger(__name__)
 
 TASK_ROUTE = {"qa": "qa", "validate": "validator", "summarize": "summarizer"}
+AGG_WORDS = {"mean": "average", "sum": "total", "min": "lowest", "max": "highest"}
 
 
 def _lc(messages: list[dict]) -> list[SystemMessage | HumanMessage]:
@@ -87,8 +88,7 @@ def describe(spec: dict, table: Table) -> str:
     if op == "aggregate":
         if spec["agg"] == "count":
             return f"the number of {nouns}{among}"
-        word = {"mean": "average", "sum": "total", "min": "lowest", "max": "highest"}[spec["agg"]]
-        return f"the {word} {col} of {nouns}{among}"
+        return f"the {AGG_WORDS[spec['agg']]} {col} of {nouns}{among}"
     if op == "list":
         return f"the {nouns}{among}"
     if op == "top":
@@ -97,10 +97,8 @@ def describe(spec: dict, table: Table) -> str:
         return f"the number of different {col} values among {nouns}{among}"
     if op == "group":
         by = col_words(table, spec["by"])
-        if spec["agg"] == "count":
-            return f"the number of {nouns} by {by}{(' among ' + nouns + among) if among else ''}"
-        word = {"mean": "average", "sum": "total", "min": "lowest", "max": "highest"}[spec["agg"]]
-        return f"the {word} {col} by {by}{(' among ' + nouns + among) if among else ''}"
+        what = f"number of {nouns}" if spec["agg"] == "count" else f"{AGG_WORDS[spec['agg']]} {col}"
+        return f"the {what} by {by}{(' among ' + nouns + among) if among else ''}"
     if op == "summary_row":
         return f"a summary of {spec['entity']}"
     if op == "summary_group":

@@ -70,6 +70,10 @@ class State(InputState, total=False):
     program: dict[str, Any] | None
     # A reading the graph asked back about ("Do you mean ...?"); a 'yes' next turn runs it.
     pending_program: dict[str, Any] | None
+    # The dataset program (`data_loaders.programs` spec) over ``table`` that this turn's answer
+    # was computed from or is about (the student's, or the one the question reads as), so a
+    # caller can show what the table computed (the chat UI charts group values from it).
+    table_program: dict[str, Any] | None
 
 
 def turn_defaults() -> dict[str, Any]:
@@ -87,4 +91,5 @@ def turn_defaults() -> dict[str, Any]:
         "answered_by": "none",
         "attempts": 0,
         "program": None,
+        "table_program": None,
     }

@@ -42,6 +42,7 @@ CHROMIUM_ARGS = [
 QA = "What is the fuel economy of chevrolet chevelle malibu?"
 SUMMARY = "Summarize chevrolet chevelle malibu."
 CLAIM = "Is it true that chevrolet chevelle malibu has a fuel economy of 18 mpg?"
+GROUP = "What is the average horsepower of cars with origin USA?"
 STEP_WAIT_MS = 60_000
 
 pytestmark = [
@@ -247,6 +248,24 @@ def test_three_tasks_stream_with_steps_and_rows(server, browser, tmp_path):
     page.get_by_text("Supported by the table").first.wait_for(timeout=5_000)
     assert "table directly" in page.inner_text("body")  # the claim was checked by lookup
     save_screenshot(page, tmp_path, "chat_three_tasks.png")
+    page.close()
+
+
+def test_a_group_answer_shows_a_chart(server, browser, tmp_path):
+    page, frames = open_page(browser, server.url)
+    wait_ready(page)
+    ask(page, GROUP, 1)
+    # the chart element (`app.charts`, a cl.Pyplot) is an image under the reply
+    chart = page.locator('img[alt="chart"]')
+    chart.first.wait_for(timeout=STEP_WAIT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img[alt=\"chart\"]')]"
+        ".some(i => i.complete && i.naturalWidth > 100)",
+        timeout=STEP_WAIT_MS,
+    )
+    assert chart.count() == 1
+    assert page.get_by_text("122.47").count() >= 1  # the mean the table computed for USA
+    save_screenshot(page, tmp_path, "chat_group_chart.png")
     page.close()
 
 

@@ -97,3 +97,13 @@ def test_serving_beyond_loopback_needs_login_or_allow_anonymous(tmp_path, monkey
     assert launched and "without password login" in capsys.readouterr().err
     assert main(["chat", "--host", "127.0.0.1", "--headless", "--state-dir", str(state)]) == 0
     assert len(launched) == 2
+
+
+def test_set_overrides_reach_the_app_and_bad_ones_fail_early(tmp_path):
+    from app.config import ChatSettings
+
+    env = env_for(tmp_path, overrides=["program.min_confidence=0.3", "max_input_chars=500"])
+    settings = ChatSettings.from_env(env)
+    assert settings.overrides == ("program.min_confidence=0.3", "max_input_chars=500")
+    with pytest.raises(InputError, match="no_such_key"):
+        env_for(tmp_path, overrides=["no_such_key=1"])

@@ -14,6 +14,7 @@ def test_defaults_serve_the_cars_example_from_any_cwd(tmp_path, monkeypatch):
     assert s.table_config and Path(s.table_config).name == "prepare_cars.yaml"
     assert s.database_url == sqlite_url(tmp_path / "c" / "history.db")
     assert s.memory_path == tmp_path / "c" / "memory.sqlite"
+    assert s.memory == str(tmp_path / "c" / "memory.sqlite")
 
 
 def test_environment_overrides(tmp_path):
@@ -28,6 +29,9 @@ def test_environment_overrides(tmp_path):
     s = ChatSettings.from_env(env)
     assert s.model == str(model) and s.tables == ("a.csv", "b.parquet")
     assert s.table_config is None and s.database_url.startswith("postgresql+asyncpg://")
+    assert s.memory == str(tmp_path / "memory.sqlite")
+    pg = ChatSettings.from_env({**env, "DISTILLGRAPH_MEMORY": "postgresql://u@h/memory"})
+    assert pg.memory == "postgresql://u@h/memory"
     with pytest.raises(InputError, match="DISTILLGRAPH_MODEL"):
         ChatSettings.from_env({**env, "DISTILLGRAPH_MODEL": str(tmp_path / "none")})
 

@@ -297,3 +297,25 @@ def test_a_failing_model_leaves_no_step_running(handlers, tmp_path, chainlit_con
     assert opened == set(closed)  # every step that started was closed
     failed = [d for d in closed.values() if d["isError"]]
     assert failed and "model crashed" in failed[0]["output"]
+
+
+def test_a_group_answer_comes_with_a_chart(handlers, tmp_path, chainlit_context, cars_tables):
+    install_runtime(make_settings(tmp_path), fake_model("It is 122.47 hp."), InMemorySaver(),
+                    cars_tables)
+
+    async def turn():
+        ctx = chainlit_context("t-chart")
+        await handlers.start()
+        await handlers.message(cl.Message(
+            content="What is the average horsepower of cars with origin USA?",
+            type="user_message"))
+        return ctx.emitter
+
+    emitter = asyncio.run(turn())
+    reply = final_reply(emitter)
+    kinds = {e["type"]: e for e in emitter.of("send_element")}
+    assert set(kinds) == {"dataframe", "image"}  # the rows and the chart
+    chart = kinds["image"]
+    assert chart["name"] == "chart" and chart["display"] == "inline"
+    assert chart["mime"] == "image/png"
+    assert chart["forId"] == reply["id"]

@@ -18,10 +18,10 @@ from app import cli as root_cli
 from app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = {"prepare", "distill", "evaluate", "export", "ask", "chat", "feedback"}
-LEAVES = [
-    ["prepare"], ["distill"], ["evaluate"], ["export"], ["ask"], ["chat"], ["feedback", "export"],
-]
+COMMANDS = {"prepare", "synth", "distill", "evaluate", "export", "ask", "chat", "serve",
+            "feedback"}
+LEAVES = [["prepare"], ["synth"], ["distill"], ["evaluate"], ["export"], ["ask"], ["chat"],
+          ["serve"], ["feedback", "export"]]
 
 
 def registered() -> dict[str, object]:
@@ -73,6 +73,7 @@ def test_unknown_option_is_one_line_exit_2(words, capsys):
         (["evaluate"], "Missing option '--model'"),
         (["prepare"], "Missing argument"),
         (["prepare", "x.csv"], "Missing option '--out'"),
+        (["synth"], "Missing option '--data'"),
         (["ask"], "Missing argument 'question'"),
         (["feedback", "nope"], "No such command 'nope'"),
         (["evaluate", "--model", "m", "--data", "d", "--batch-size", "many"], "'--batch-size'"),

@@ -269,3 +269,14 @@ def test_second_table_through_the_graph(cars, injected_table):
     g = build_graph(FakeListChatModel(responses=["150"]), [cars, injected_table])
     s = _ask(g, "What is the power of beta two?")
     assert s["table"] == "machines" and s["answer"] == "150" and s["verdict"]["supported"]
+
+
+def test_endpoint_url_gives_an_openai_compatible_student(cars):
+    from graphs.graph import DEFAULT_REMOTE_STUDENT
+
+    url = "http://127.0.0.1:9/v1"  # never called: building the client sends nothing
+    student = build_graph(url, [cars]).distillgraph_nodes.student
+    assert type(student).__name__ == "ChatOpenAI" and student.openai_api_base == url
+    assert student.model_name == DEFAULT_REMOTE_STUDENT
+    named = build_graph(url, [cars], overrides=["student.name=served-model"])
+    assert named.distillgraph_nodes.student.model_name == "served-model"

@@ -117,3 +117,37 @@ def test_numbers_of_a_column_name_are_not_mentions_to_use(cars):
     g, _ = _graph(cars, ["lookup E1 Acceleration"])
     s = _ask(g, "0-60 mph time of the mercury capri v6")
     assert s["verdict"]["supported"] is True and s["answered_by"] == "program"
+
+
+def test_a_request_over_a_large_table_is_answered_from_indexes_with_a_capped_list():
+    import numpy as np
+    import pandas as pd
+
+    from data_loaders.config import TableConfig
+    from data_loaders.loaders import table_from_dataframe
+
+    n = 50_000
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"Name": [f"item {i}" for i in range(n)],
+                       "Kind": rng.choice(["alpha", "beta"], n),
+                       "Size": rng.integers(0, 1000, n)})
+    big = table_from_dataframe(df, name="items", source="t",
+                               config=TableConfig(entity_column="Name"))
+    model = ProgramModel(responses=["x"], seen=[],
+                         programs=["list where C1", "aggregate mean Size where C1"])
+    g = build_graph(model, [big], overrides=["program.mode=always"])
+    s = _ask(g, "list the alpha items")
+    assert s["answer"].count(",") <= 21 and "more" in s["answer"]
+    s = _ask(g, "average size of alpha items", tid="b")
+    mean = df.loc[df.Kind == "alpha", "Size"].mean()
+    assert f"{mean:.2f}".rstrip("0").rstrip(".") in s["answer"]
+    assert s["verdict"]["supported"] is True
+
+
+def test_the_computed_program_is_in_the_state_for_the_ui(cars):
+    g, _ = _graph(cars, ["group mean Horsepower by Origin", "lookup E1 Price", "lookup E1 Price"])
+    s = _ask(g, "average horsepower by origin")
+    assert s["table_program"]["op"] == "group" and s["table_program"]["by"] == "Origin"
+    assert s["table"] == "cars"
+    s = _ask(g, "what is the price of the ford mustang ii", tid="y")  # does not run: nothing
+    assert s["answered_by"] != "program" and s["table_program"] is None

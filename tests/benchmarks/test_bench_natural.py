@@ -1,0 +1,31 @@
+"""bench_natural's own scorer tells right from wrong (the set itself: test_natural.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_natural import presented_as_checked, score_reply
+
+
+@pytest.mark.parametrize(
+    "expected, kind, reply, supported, right",
+    [
+        (3245.0, "lookup", "The weight of x is 3245 lbs.", True, True),
+        (3245.0, "lookup", "The weight of x is 3254 lbs.", True, False),
+        (28.17, "aggregate", "The average fuel economy is 28.17 mpg.", True, True),
+        ("datsun 1200", "superlative", "datsun 1200 has the lowest weight", True, True),
+        (["a b", "c"], "list", "The cars: a b and c.", True, True),
+        (["a b", "c"], "list", "The cars: a b.", True, False),
+        (True, "claim", "Yes: the origin of x is Japan.", True, True),
+        (False, "claim", "Yes: the origin of x is Japan.", True, False),
+        (None, "empty_cell", "The table has no horsepower value for ford pinto.", True, True),
+        (None, "unanswerable", "The price of x is 3 dollars.", True, False),
+        (None, "unanswerable", "I could not read this as a question.", False, True),
+    ],
+)
+def test_scorer(expected, kind, reply, supported, right):
+    req = {"expected": expected, "kind": kind}
+    state = {"answer": reply, "verdict": {"supported": supported, "checked_by": "table"},
+             "answered_by": "program"}
+    assert score_reply(req, state) is right
+    assert presented_as_checked(state)
