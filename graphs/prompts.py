@@ -26,6 +26,8 @@ VALIDATE_PATTERNS = (
     r"\b(?:claim|claims|claimed)\b",
     r"\bcorrect that\b",
     r"^\s*(?:is|are|does|do|did|has|have|was|were) it (?:true|so)\b",
+    # a statement with a tag question: "X has 8 cylinders, right?", "... isn't it?"
+    r",?\s*(?:right|correct|true|yes|no|isn'?t it|aren'?t they|don'?t they|doesn'?t it)\s*\?+\s*$",
 )
 SUMMARIZE_PATTERNS = (
     r"\bsummari[sz]e\b",
