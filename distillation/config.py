@@ -153,8 +153,10 @@ class DistillationConfig(StrictModel):
     )
     target: Literal["auto", "program", "answer"] = Field(
         "auto",
-        description="What the student learns to write. auto: program when every train pair "
-        "carries a program target (datasets from `distillgraph prepare` do), else answer. "
+        description="What the student learns to write. auto: program when at least 90% of the "
+        "train pairs carry a program target (datasets from `distillgraph prepare` do; pairs "
+        "whose request hides a mention from the table's index have none and are left out), "
+        "else answer. "
         "program: the one-line program over the "
         "request's mention slots that the agent graph runs on the table (the pair's "
         "program_text; routing comes from its op, so no routing examples are added). answer: "

@@ -362,6 +362,9 @@ def make_accelerator(config: DistillationConfig) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision=mixed, **accelerator_kwargs(config))
 
 
+AUTO_PROGRAM_SHARE = 0.9  # target auto: programs when this share of train pairs carries one
+
+
 def read_records(
     config: DistillationConfig,
     train_records: Sequence[Any] | None,
@@ -386,8 +389,9 @@ def read_records(
             )
         splits = load_dataset_dir(config.data_dir, ("train", "val"))
         train, val = splits["train"], splits["val"]
+    with_program = sum(bool(r.get("program_text")) for r in train)
     if config.target == "program" or (
-        config.target == "auto" and all(r.get("program_text") for r in train)
+        config.target == "auto" and with_program >= AUTO_PROGRAM_SHARE * len(train)
     ):
         return program_records(train), program_records(val)
     return train + routing_records(train, config.routing_share, config.seed), val
