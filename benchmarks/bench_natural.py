@@ -96,7 +96,7 @@ def presented_as_checked(state: dict) -> bool:
     return v.get("checked_by") == "table" and state.get("answered_by") in ("program", "table")
 
 
-def _graph(model: str | None, table: str):
+def _graph(model: str | None, table: str, program_mode: str = "auto"):
     from data_loaders.config import TableConfig
     from data_loaders.config_loader import load_config
     from data_loaders.loaders import load_tables
@@ -105,10 +105,10 @@ def _graph(model: str | None, table: str):
     cfg_file = TABLE_CONFIGS.get(table)
     tcfg = load_config(TableConfig, cfg_file, section="table") if cfg_file else TableConfig()
     t = load_tables([ROOT / table], tcfg)[0]
-    return build_graph(model, [t])
+    return build_graph(model, [t], overrides=[f"program.mode={program_mode}"])
 
 
-def run(requests: list[dict], model: str | None) -> dict[str, Any]:
+def run(requests: list[dict], model: str | None, program_mode: str = "auto") -> dict[str, Any]:
     """Every request through the graph of its table; per-request rows and the summary."""
     graphs: dict[str, Any] = {}
     rows = []
@@ -116,7 +116,7 @@ def run(requests: list[dict], model: str | None) -> dict[str, Any]:
     for req in requests:
         g = graphs.get(req["table"])
         if g is None:
-            g = graphs[req["table"]] = _graph(model, req["table"])
+            g = graphs[req["table"]] = _graph(model, req["table"], program_mode)
         thread = threads.get(req["follows"]) if req.get("follows") else None
         thread = thread or f"{req['id']}"
         threads[req["id"]] = thread
@@ -199,14 +199,19 @@ def main() -> None:
     ap.add_argument("--split", type=Path, default=None,
                     help="also run a cars dataset split, e.g. runs/cars/data/test.jsonl")
     ap.add_argument("--tables", nargs="*", default=None, help="only requests of these tables")
+    ap.add_argument("--program-mode", default="auto", choices=["auto", "always", "never"],
+                    help="the graph's program.mode (always: a student trained on programs for "
+                    "tables the probe cannot use, e.g. one without a name column)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     reqs = load_requests()
     if args.tables:
         reqs = [r for r in reqs if r["table"] in args.tables]
-    result: dict[str, Any] = {"model": args.model, "natural": run(reqs, args.model)}
+    result: dict[str, Any] = {"model": args.model, "program_mode": args.program_mode,
+                              "natural": run(reqs, args.model, args.program_mode)}
     if args.split is not None:
-        result["split"] = run(split_requests(args.split, "examples/data/cars.csv"), args.model)
+        result["split"] = run(split_requests(args.split, "examples/data/cars.csv"), args.model,
+                              args.program_mode)
         result["split"]["file"] = str(args.split)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
