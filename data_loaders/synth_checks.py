@@ -132,31 +132,28 @@ def summary_messages(pair: QAPair, n: int) -> list[dict]:
     return [{"role": "system", "content": SUMMARY_SYSTEM}, {"role": "user", "content": user}]
 
 
+def _reply_list(text: str, key: str) -> list[Any]:
+    """The list under `key` of a JSON reply (`BadReply` when the reply has none)."""
+    value = loose_json(text)
+    items = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        raise BadReply("reply is not JSON", f'no "{key}" list in the reply')
+    return items
+
+
 def parse_summaries(text: str) -> list[Any]:
     """The list under ``summaries`` (`BadReply` when the reply has none)."""
-    value = loose_json(text)
-    items = value.get("summaries") if isinstance(value, dict) else None
-    if not isinstance(items, list):
-        raise BadReply("reply is not JSON", 'no "summaries" list in the reply')
-    return items
+    return _reply_list(text, "summaries")
 
 
 def parse_paraphrases(text: str) -> list[Any]:
     """The list under ``paraphrases`` (`BadReply` when the reply has none)."""
-    value = loose_json(text)
-    items = value.get("paraphrases") if isinstance(value, dict) else None
-    if not isinstance(items, list):
-        raise BadReply("reply is not JSON", 'no "paraphrases" list in the reply')
-    return items
+    return _reply_list(text, "paraphrases")
 
 
 def parse_new(text: str) -> list[Any]:
     """The list under ``requests`` (`BadReply` when the reply has none)."""
-    value = loose_json(text)
-    items = value.get("requests") if isinstance(value, dict) else None
-    if not isinstance(items, list):
-        raise BadReply("reply is not JSON", 'no "requests" list in the reply')
-    return items
+    return _reply_list(text, "requests")
 
 
 # --------------------------------------------------------------------------------------------
