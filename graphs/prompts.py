@@ -27,7 +27,8 @@ VALIDATE_PATTERNS = (
     r"\bcorrect that\b",
     r"^\s*(?:is|are|does|do|did|has|have|was|were) it (?:true|so)\b",
     # a statement with a tag question: "X has 8 cylinders, right?", "... isn't it?"
-    r",?\s*(?:right|correct|true|yes|no|isn'?t it|aren'?t they|don'?t they|doesn'?t it)\s*\?+\s*$",
+    r"(?<!\bthe )\b(?:right|correct|true|yes|no|isn'?t it|aren'?t they|don'?t they|doesn'?t it)"
+    r"\s*\?+\s*$",
 )
 SUMMARIZE_PATTERNS = (
     r"\bsummari[sz]e\b",

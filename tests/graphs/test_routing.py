@@ -15,6 +15,10 @@ from graphs.prompts import ROUTER_LABELS, ROUTER_PROBES
     ("query", "route"),
     [
         ("What is the horsepower of ford pinto?", "qa"),
+        ("What is the horsepower of ford torino?", "qa"),  # "no?" inside a name is no tag
+        ("Which car is on the right?", "qa"),
+        ("the mazda rx-4 has 8 cylinders, right?", "validator"),
+        ("amc hornet is from the USA, isn't it?", "validator"),
         ("How many cars have origin Japan?", "qa"),
         ("Does ford pinto or amc gremlin have the higher weight?", "qa"),
         ("Which car with origin Europe has the highest horsepower?", "qa"),
