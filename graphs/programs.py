@@ -31,6 +31,7 @@ from data_loaders.naming import plural
 from data_loaders.program_text import (
     ProgramSyntaxError,
     bind,
+    contradictions,
     mask_request,
     parse_text,
     program_messages,
@@ -209,10 +210,13 @@ class Programmer:
                     out["spec"] = bind(parsed, masked, index)
                     out["error"] = None
                     left = unused_mentions(text, masked, t)
+                    clash = contradictions(text, masked)
                     out["unused"] = left
-                    if not left or attempt == tries - 1:
-                        return out  # unused mentions left after the repair: the graph asks back
-                    error = f"the program leaves out {', '.join(left)} of the request"
+                    out["contradicts"] = clash
+                    if not left and not clash or attempt == tries - 1:
+                        return out  # still misread after the repair: the graph asks back
+                    error = (f"the program leaves out {', '.join(left)} of the request"
+                             if left else clash[0])
                     continue
                 except ProgramSyntaxError as e:
                     error = str(e)
@@ -330,6 +334,8 @@ def ask_back(reading: dict, table: Table) -> dict[str, Any]:
     what = describe(reading["spec"], table)
     if reading.get("unused"):
         why = f"its program leaves out {', '.join(reading['unused'])} of the request"
+    elif reading.get("contradicts"):
+        why = reading["contradicts"][0]
     else:
         why = f"its lowest token probability was {reading['confidence']:.2f}"
     return {

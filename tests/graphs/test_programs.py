@@ -151,3 +151,25 @@ def test_the_computed_program_is_in_the_state_for_the_ui(cars):
     assert s["table"] == "cars"
     s = _ask(g, "what is the price of the ford mustang ii", tid="y")  # does not run: nothing
     assert s["answered_by"] != "program" and s["table_program"] is None
+
+
+def test_a_program_against_the_requests_own_words_is_repaired_then_asked_back(cars):
+    g, model = _graph(cars, ["claim E1 Horsepower < V1", "claim E1 Horsepower < V1"])
+    s = _ask(g, "Is the horsepower of saab 99e above 165 hp?")
+    assert "compares with <" in model.seen[1]
+    assert s["answer"].startswith("Do you mean whether the horsepower of saab 99e is less than")
+    assert s["verdict"]["supported"] is None
+
+
+def test_gold_programs_never_contradict_their_requests(cars):
+    from data_loaders.config import PrepareConfig
+    from data_loaders.config_loader import load_config
+    from data_loaders.dataset import build_dataset
+    from data_loaders.mentions import NameIndex
+    from data_loaders.program_text import contradictions, mask_request
+    from tests.graphs.conftest import CARS_CONFIG
+
+    index = NameIndex(cars)
+    pairs = build_dataset([cars], load_config(PrepareConfig, CARS_CONFIG)).all_pairs()
+    assert not [p.question for p in pairs if p.program_text
+                and contradictions(p.program_text, mask_request(p.question, index))]
