@@ -138,5 +138,13 @@ class NameIndex:
         return sorted(out, key=lambda m: m.start)
 
 
+MENTION_WEIGHTS = {"entity": 10, "value": 3, "column": 1}  # how strongly each kind names a table
+
+
+def mention_score(matches: Sequence[Match]) -> float:
+    """How strongly a request's mentions point at one table (entities weigh most)."""
+    return sum(MENTION_WEIGHTS[m.kind] for m in matches)
+
+
 def _usable_name(key: str) -> bool:
     return bool(key) and len(key) > 1 and key not in _STOP and not NUMBER.match(key)

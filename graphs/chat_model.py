@@ -38,6 +38,12 @@ from graphs.config import DEFAULT_STUDENT_DIR, ModelConfig
 from graphs.prompts import CUT_NOTE
 
 
+def from_chat_dicts(messages: Sequence[dict[str, str]]) -> list[BaseMessage]:
+    """``[{"role", "content"}]`` (system / user / assistant) → LangChain messages."""
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[m["role"]](m["content"]) for m in messages]
+
+
 def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     """LangChain messages → ``[{"role", "content"}]`` for a chat template."""
     out = []

@@ -34,6 +34,7 @@ from data_loaders.serialize import build_messages, build_route_messages
 from data_loaders.table import Table
 from data_loaders.templates import entity_noun
 from graphs import prompts
+from graphs.chat_model import from_chat_dicts
 from graphs.config import GraphConfig
 from graphs.programs import Programmer, ask_back, plain_failure, run_reading
 from graphs.retrieval import Retrieval, Retriever, target_columns, where_conditions
@@ -86,8 +87,7 @@ def pronoun_pattern(tables: Iterable[Table]) -> re.Pattern[str]:
 
 def route_messages(query: str) -> list[SystemMessage | HumanMessage]:
     """The routing prompt the student was trained on: the user's query only, no table content."""
-    system, user = build_route_messages(query)
-    return [SystemMessage(system["content"]), HumanMessage(user["content"])]
+    return from_chat_dicts(build_route_messages(query))
 
 
 def _computed_by_table(
@@ -261,9 +261,9 @@ class Nodes:
 
     @staticmethod
     def _ask(model: BaseChatModel, context: str, question: str, tag: str) -> str:
-        msgs = build_messages(context, question)
-        lc = [SystemMessage(msgs[0]["content"]), HumanMessage(msgs[1]["content"])]
-        reply = model.with_config(tags=[f"distillgraph:{tag}"]).invoke(lc)
+        reply = model.with_config(tags=[f"distillgraph:{tag}"]).invoke(
+            from_chat_dicts(build_messages(context, question))
+        )
         return (reply.text if not isinstance(reply.content, str) else reply.content).strip()
 
     # ---- input -------------------------------------------------------------------------
@@ -352,7 +352,6 @@ class Nodes:
         if not reading.get("confirmed") and unsure:
             return {**base, **ask_back(reading, table), "pending_program": reading}
         out = run_reading(reading, table)
-        out.pop("computed", None)
         if out["answered_by"] == "program":
             base["table_program"] = plain_program(spec)
         return {**base, **out}

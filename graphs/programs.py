@@ -24,9 +24,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
 
-from data_loaders.mentions import NameIndex, normalize
+from data_loaders.mentions import NameIndex, mention_score, normalize
 from data_loaders.naming import plural
 from data_loaders.program_text import (
     ProgramSyntaxError,
@@ -42,8 +41,10 @@ from data_loaders.programs import ProgramError, index_for, pandas_expr, run_prog
 from data_loaders.serialize import format_value
 from data_loaders.table import Table
 from data_loaders.templates import col_words, entity_noun, join_words, where_with
+from graphs.chat_model import from_chat_dicts
 from graphs.config import ProgramConfig
 from graphs.state import Verdict
+from graphs.validation import Computed, cannot_compute_reply
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,13 @@ TASK_ROUTE = {"qa": "qa", "validate": "validator", "summarize": "summarizer"}
 AGG_WORDS = {"mean": "average", "sum": "total", "min": "lowest", "max": "highest"}
 
 
-def _lc(messages: list[dict]) -> list[SystemMessage | HumanMessage]:
-    return [SystemMessage(messages[0]["content"]), HumanMessage(messages[1]["content"])]
-
-
 def _generate(model: BaseChatModel, messages: list[dict], max_new: int) -> tuple[str, float | None]:
     """The model's program line and its lowest token probability (None if it cannot say)."""
     scored = getattr(model, "generate_scored", None)
     if scored is not None:
-        text, probs = scored(_lc(messages), max_new_tokens=max_new)
+        text, probs = scored(from_chat_dicts(messages), max_new_tokens=max_new)
         return text, (min(probs) if probs else 0.0)
-    reply = model.with_config(tags=["distillgraph:program"]).invoke(_lc(messages))
+    reply = model.with_config(tags=["distillgraph:program"]).invoke(from_chat_dicts(messages))
     text = reply.text if not isinstance(reply.content, str) else reply.content
     return text.strip(), None
 
@@ -173,13 +170,7 @@ class Programmer:
     def pick_index(self, query: str) -> NameIndex:
         """The table the request is about: the most entity, value and column mentions."""
         tokens = normalize(query).split()
-        best, best_score = self.indexes[0], -1
-        for ix in self.indexes:
-            found = ix.find(tokens)
-            score = sum({"entity": 10, "value": 3, "column": 1}[m.kind] for m in found)
-            if score > best_score:
-                best, best_score = ix, score
-        return best
+        return max(self.indexes, key=lambda ix: mention_score(ix.find(tokens)))
 
     def read(self, query: str) -> dict[str, Any]:
         """The reading of one request: program text, bound spec or error, confidence, route.
@@ -295,8 +286,9 @@ def _among(spec: dict, table: Table) -> str:
 def run_reading(reading: dict, table: Table) -> dict[str, Any]:
     """Execute a bound reading; the node output (answer, verdict, answered_by).
 
-    The verdict is supported exactly when the reply states what the program computed, or
-    states that the cell it reads is empty (a fact of the table).
+    The verdict is supported exactly when the reply states what the program computed, or a
+    fact of the table that stops it (an empty cell, a tie, no matching row), worded by
+    `graphs.validation.cannot_compute_reply` as on the graph's other path.
     """
     spec = reading["spec"]
     what = describe(spec, table)
@@ -305,12 +297,12 @@ def run_reading(reading: dict, table: Table) -> dict[str, Any]:
         answer = run_program(table, spec)
     except ProgramError as e:
         msg = str(e)
-        if "has no value in column" in msg and spec.get("entity"):
-            col = col_words(table, spec["column"])
+        reply, is_fact = cannot_compute_reply(Computed(table, spec, None, msg))
+        if is_fact:  # an empty cell, a tie, no matching row: facts of the table
             return {
-                "answer": f"The table has no {col} value for {spec['entity']}.",
-                "verdict": Verdict(supported=True, reason=f"computed by the table: {what} is an "
-                                   "empty cell", evidence=evidence, checked_by="table"),
+                "answer": reply,
+                "verdict": Verdict(supported=True, reason=f"computed by the table: {what}: {msg}",
+                                   evidence=evidence, checked_by="table"),
                 "answered_by": "program",
             }
         return {
@@ -325,7 +317,6 @@ def run_reading(reading: dict, table: Table) -> dict[str, Any]:
                            reason=f"computed by the table from the student's program: {what}",
                            evidence=evidence, checked_by="table"),
         "answered_by": "program",
-        "computed": answer,
     }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_loaders.mentions import NUMBER, Match, NameIndex, normalize
+from data_loaders.mentions import NUMBER, Match, NameIndex, mention_score, normalize
 from data_loaders.serialize import format_value, serialize_fact
 from data_loaders.table import Table
 from graphs.config import RetrievalConfig
@@ -99,7 +99,7 @@ class QueryParse:
     @property
     def score(self) -> float:
         """How strongly the query points at this table (entities weigh most)."""
-        return 10 * len(self.entities) + 3 * len(self.values) + len(self.columns)
+        return mention_score([*self.entities, *self.values, *self.columns])
 
 
 def parse_query(query: str, index: NameIndex) -> QueryParse:

@@ -173,3 +173,10 @@ def test_gold_programs_never_contradict_their_requests(cars):
     pairs = build_dataset([cars], load_config(PrepareConfig, CARS_CONFIG)).all_pairs()
     assert not [p.question for p in pairs if p.program_text
                 and contradictions(p.program_text, mask_request(p.question, index))]
+
+
+def test_a_comparison_with_an_empty_cell_says_so(cars):
+    g, _ = _graph(cars, ["compare E1 E2 Horsepower max"])
+    s = _ask(g, "which has more horsepower, ford pinto or amc rebel sst?")
+    assert s["answer"].startswith("The table has no horsepower value for ford pinto, so")
+    assert s["verdict"]["supported"] is True and s["answered_by"] == "program"
