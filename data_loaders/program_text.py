@@ -43,6 +43,7 @@ import pandas as pd
 
 from data_loaders.mentions import NUMBER, NameIndex, normalize
 from data_loaders.programs import AGGS, OPS, ProgramError
+from data_loaders.serialize import format_value
 from data_loaders.table import Table
 from data_loaders.templates import col_words, entity_noun
 
@@ -507,8 +508,6 @@ def bind(parsed: Parsed, masked: Masked, index: NameIndex, decimals: int = 2) ->
                 _numeric_column(table, col)
         else:
             raise ProgramError(f"{p.value} is not a value")
-        from data_loaders.serialize import format_value
-
         prog.update(cmp=p.cmp, raw=raw, value=format_value(raw, table.units.get(col), decimals))
     if p.op == "compare":
         pairs = [_entity(masked, index, e) for e in p.entities]
