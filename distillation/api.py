@@ -83,7 +83,7 @@ class ModelDistiller:
         After `distill`, this is the distilled student loaded from its exported directory.
         """
         from distillation.models import load_model_and_tokenizer
-        from distillation.trainer import build_student
+        from distillation.trainer import build_student, read_records
 
         if self.result is not None:
             self.student, self.tokenizer = load_model_and_tokenizer(
@@ -94,7 +94,11 @@ class ModelDistiller:
         if self.config.student_model_name is None and teacher is None:
             teacher = self.load_teacher_model()
             tokenizer = self.tokenizer
-        self.student, self.tokenizer = build_student(self.config, teacher, tokenizer)
+        records = None
+        if self.config.trims_vocab and self.config.data_dir is not None:
+            train, val = read_records(self.config, None, None)
+            records = train + val
+        self.student, self.tokenizer, _ = build_student(self.config, teacher, tokenizer, records)
         return self.student
 
     def distill(

@@ -143,6 +143,22 @@ class DistillationConfig(StrictModel):
         description="With student_model_name null: how many teacher layers to keep (evenly "
         "spaced, first and last kept) or their indices.",
     )
+    trim_vocab: bool | None = Field(
+        None,
+        description="Trim the pruned student's vocabulary to the token ids its data needs "
+        "(every token of the train and val pairs as the student reads them, the byte-level "
+        "alphabet, special tokens, the tokenizer's most common pieces: "
+        "trim_vocab_keep_common) and distill over them with the teacher renormalised on them. "
+        "null: on for a student pruned from the teacher without LoRA, off otherwise. The "
+        "exported student is a plain model directory whose own tokenizer emits only kept ids.",
+    )
+    trim_vocab_keep_common: int = Field(
+        8192,
+        ge=0,
+        description="With trim_vocab: also keep the tokens of the tokenizer's first N merges "
+        "(its most common pieces), so words the data never had still encode in pieces the "
+        "teacher knew rather than in single bytes.",
+    )
     data_dir: Path | None = Field(
         None,
         description="Dataset directory from `distillgraph prepare` (train.jsonl, val.jsonl).",
@@ -331,7 +347,20 @@ class DistillationConfig(StrictModel):
                     "student_quantization: a quantized student trains LoRA adapters only; set "
                     "student_lora (e.g. student_lora.r=16) or student_quantization to null"
                 )
+        if self.trim_vocab and (self.student_model_name is not None
+                                or self.student_lora is not None):
+            raise ValueError(
+                "trim_vocab: trimming applies to a student pruned from the teacher without "
+                "LoRA (student_model_name and student_lora null); set trim_vocab to null or false"
+            )
         return self
+
+    @property
+    def trims_vocab(self) -> bool:
+        """Whether the student's vocabulary is trimmed (resolving ``trim_vocab: null``)."""
+        if self.trim_vocab is None:
+            return self.student_model_name is None and self.student_lora is None
+        return self.trim_vocab
 
     @property
     def adapt_teacher(self) -> bool:

@@ -152,6 +152,7 @@ def run_distillation(
     )
     from distillation.losses import DistillationLoss
     from distillation.models import check_quantization, shared_vocab_size
+    from distillation.vocab import TeacherOnKeptIds, dropped_mass
 
     # ---------------------------------------------------------------- 1. setup
     out = Path(config.output_dir)
@@ -181,7 +182,10 @@ def run_distillation(
         adapted_metrics = None
 
     # ---------------------------------------------------------------- 3. student
-    student, tokenizer = build_student(config, teacher, tokenizer)
+    student, tokenizer, kept = build_student(config, teacher, tokenizer, train + val)
+    if kept is not None and teacher is not None:
+        # the teacher reads student ids and answers over the kept ids only (renormalised)
+        teacher = TeacherOnKeptIds(teacher, kept)
     n_vocab = shared_vocab_size(tokenizer, *(m for m in (teacher, student) if m is not None))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_ex = encode_records(tokenizer, train, config.max_seq_len)
@@ -189,6 +193,17 @@ def run_distillation(
     val_pairs = [val[i] for i in val_idx]
     val_ex = encode_records(tokenizer, val_pairs, config.max_seq_len)
     lengths = [len(e["input_ids"]) for e in train_ex]
+    vocab_note = None
+    if kept is not None:
+        vocab_note = {"kept_tokens": len(kept)}
+        if teacher is not None:
+            vocab_note["teacher_tokens"] = teacher.teacher_vocab
+            mass = dropped_mass(teacher.teacher, kept, train_ex[:32], n_vocab=teacher.teacher_vocab,
+                                temperature=config.temperature, pad_id=pad_id)
+            vocab_note["teacher_mass_dropped"] = mass
+            log.info("student vocabulary: %d of %d tokens; the teacher's probability on dropped "
+                     "ids (T=%g, answer tokens of 32 train pairs): %.2e", len(kept),
+                     teacher.teacher_vocab, config.temperature, mass)
 
     # ---------------------------------------------------------------- 4. soft targets
     cache = None
@@ -326,7 +341,7 @@ def run_distillation(
     if accelerator.is_main_process:
         export_student(raw_student, tokenizer, student_dir, config, teacher_note, train, val,
                        state, exported, adapted_metrics, fingerprint_records(train),
-                       fingerprint_model(raw_student))
+                       fingerprint_model(raw_student), vocab=vocab_note)
     accelerator.wait_for_everyone()
     return RunResult(
         output_dir=out, student_dir=student_dir, steps=step, best=state["best"],
@@ -478,11 +493,18 @@ def build_student(
     config: DistillationConfig,
     teacher: PreTrainedModel | None,
     teacher_tok: PreTrainedTokenizerBase | None,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The student (float32, train mode) and the tokenizer both models read.
+    records: Sequence[Mapping] | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[int] | None]:
+    """The student (float32, train mode), the tokenizer it reads, and its kept token ids.
 
     A named student must share the teacher's token ids for logit distillation. Without a name
-    the student keeps ``student_layers`` of the teacher's layers.
+    the student keeps ``student_layers`` of the teacher's layers and, with trimming on
+    (``config.trims_vocab``), only the token ids that ``records`` (the train and val pairs as
+    `read_records` returns them) need (`distillation.vocab`); the kept ids are then returned
+    (the student's id ``i`` is the teacher's ``kept[i]``), else None.
+
+    Raises:
+        InputError: trimming without records, or a tokenizer that cannot be trimmed.
     """
     import torch
 
@@ -493,6 +515,7 @@ def build_student(
     )
     from distillation.pruning import prune_layers
 
+    kept = None
     if config.student_model_name is not None:
         # QLoRA: the frozen quantized base keeps config.dtype for its unquantized parts.
         student, tokenizer = load_model_and_tokenizer(
@@ -509,12 +532,54 @@ def build_student(
     else:
         student, tokenizer = prune_layers(teacher, config.student_layers), teacher_tok
         student = student.to(torch.float32)
+        if config.trims_vocab:
+            student, tokenizer, kept = trim_student(config, student, tokenizer, records)
     if config.student_lora is not None:
         lora = config.student_lora
         student = apply_lora(student, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
                              target_modules=lora.target_modules)
     student.train()
-    return student, tokenizer
+    return student, tokenizer, kept
+
+
+def trim_student(
+    config: DistillationConfig,
+    student: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Mapping] | None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[int]]:
+    """Trim a pruned student's vocabulary to what ``records`` need (`distillation.vocab`).
+
+    Raises:
+        InputError: no records, a tokenizer that is not fast BPE, or (a bug guard) a trimmed
+            tokenizer that encodes some pair differently from the full one.
+    """
+    from distillation.vocab import (
+        check_same_encoding,
+        kept_token_ids,
+        trim_embeddings,
+        trim_tokenizer,
+    )
+
+    if not records:
+        raise InputError(
+            "trim_vocab: the kept token ids come from the training pairs; give the data "
+            "(data_dir or train records) or set trim_vocab=false"
+        )
+    full = encode_records(tokenizer, records, 10**9)
+    kept = kept_token_ids(tokenizer, [e["input_ids"] for e in full],
+                          keep_common=config.trim_vocab_keep_common)
+    trimmed = trim_tokenizer(tokenizer, kept)
+    check_same_encoding(tokenizer, trimmed, kept,
+                        (tokenizer.decode(e["input_ids"]) for e in full[:64]))
+    for e, t in zip(full, encode_records(trimmed, records, 10**9), strict=True):
+        if [kept[i] for i in t["input_ids"]] != e["input_ids"]:
+            raise InputError(
+                "trim_vocab: the trimmed tokenizer encodes a training pair differently from "
+                "the full one; set trim_vocab=false and report this"
+            )
+    log.info("student vocabulary trimmed to %d of %d tokens", len(kept), len(tokenizer))
+    return trim_embeddings(student, kept), trimmed, kept
 
 
 # ============================================================================================
@@ -613,8 +678,13 @@ def export_student(
     adapted: Mapping | None,
     dataset_hash: str,
     student_hash: str,
+    vocab: Mapping | None = None,
 ) -> None:
-    """Write the student as a Hugging Face dir with a model card and training metadata."""
+    """Write the student as a Hugging Face dir with a model card and training metadata.
+
+    ``vocab``: the trimmed vocabulary's figures (kept tokens, the teacher's, probability
+    mass dropped), or None for the teacher's whole vocabulary.
+    """
     from distillation.export import export_model
 
     n_params = sum(p.numel() for p in model.parameters())
@@ -649,6 +719,7 @@ def export_student(
         "exported_checkpoint": exported,
         "best": best,
         "teacher_adaptation": dict(adapted) if adapted else None,
+        "vocabulary": dict(vocab) if vocab else None,
         "dataset_hash": dataset_hash,
         "weights_hash": student_hash,
         "config": config.model_dump(mode="json"),
@@ -674,7 +745,11 @@ def export_initial_student(config: DistillationConfig, teacher_spec: str, out: P
 
     teacher, tok = load_model_and_tokenizer(teacher_spec, dtype="float32", device="cpu")
     torch.manual_seed(config.seed)
-    student, tok = build_student(config, teacher, tok)
+    records = None
+    if config.trims_vocab:
+        train, val = read_records(config, None, None)
+        records = train + val
+    student, tok, _ = build_student(config, teacher, tok, records)
     if hasattr(student, "merge_and_unload"):  # LoRA student: untrained adapters are a no-op
         student = student.merge_and_unload()
     with atomic_dir(out) as tmp:
