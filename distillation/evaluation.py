@@ -72,7 +72,10 @@ TIMING_DOC = (
     "counting the decoded answers re-tokenized. Batch-1 pass: latency_examples examples, models "
     "interleaved per example; latency = one answer's generate() call; TTFT = time until its "
     "first new token; generated tokens/s counts every new token (stop token included). "
-    "speedup = reference p50 latency / model p50 latency."
+    "speedup = reference p50 latency / model p50 latency. Equal-tokens pass: the same "
+    "examples again, each model decoding exactly EQUAL_NEW_TOKENS tokens (stop tokens "
+    "ignored); speedup_equal_tokens = reference p50 / model p50 of that pass, the speed of "
+    "the models themselves whatever the length of their answers."
 )
 CI_DOC = (
     "95%: Wilson interval for proportions (exact match, numeric, yes/no, accuracy of qa and "
@@ -359,6 +362,7 @@ class LoadedModel:
     batched_tokens: int = 0
     ttft_s: list[float] = field(default_factory=list)
     latency_s: list[float] = field(default_factory=list)
+    equal_tokens_s: list[float] = field(default_factory=list)  # EQUAL_NEW_TOKENS each
     new_tokens_b1: int = 0
 
 
@@ -370,6 +374,7 @@ def _sync(device_type: str) -> None:
 
 
 Item = Callable[[QAPair], Any]
+EQUAL_NEW_TOKENS = 16  # tokens every model decodes in the equal-work timing
 
 
 def answer_item(ex: QAPair) -> QAPair:
@@ -408,8 +413,13 @@ def _generate_one_timed(
     max_new_tokens: int,
     device_type: str,
     item: Item = answer_item,
+    exact_new_tokens: int | None = None,
 ) -> tuple[float, float | None, int]:
-    """Answer one example at batch 1; return (latency s, time to first token s, new tokens)."""
+    """Answer one example at batch 1; return (latency s, time to first token s, new tokens).
+
+    ``exact_new_tokens``: decode exactly that many tokens (stop tokens ignored), so models
+    whose answers differ in length are timed on equal work.
+    """
     import torch
     from transformers import GenerationConfig
     from transformers.generation.streamers import BaseStreamer
@@ -440,7 +450,8 @@ def _generate_one_timed(
     if tok.eos_token_id is not None and tok.eos_token_id not in stop:
         stop.append(tok.eos_token_id)
     gen_cfg = GenerationConfig(
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=exact_new_tokens or max_new_tokens,
+        min_new_tokens=exact_new_tokens or 0,
         do_sample=False,
         num_beams=1,
         eos_token_id=stop,
@@ -767,6 +778,9 @@ def _latency_pass(
             m.latency_s.append(lat)
             m.ttft_s.append(ttft)
             m.new_tokens_b1 += n_new
+            lat, _, _ = _generate_one_timed(m, ex, limit(ex), device_type, item,
+                                            exact_new_tokens=EQUAL_NEW_TOKENS)
+            m.equal_tokens_s.append(lat)
             bar.update(1)
     bar.close()
 
@@ -782,6 +796,8 @@ def _model_entry(m: LoadedModel, accuracy: dict, batch_size: int) -> dict[str, A
         "ttft_ms": _ms_stats(m.ttft_s),
         "latency_ms": _ms_stats(m.latency_s),
         "latency_n": len(m.latency_s),
+        "equal_tokens_ms": _ms_stats(m.equal_tokens_s),
+        "equal_new_tokens": EQUAL_NEW_TOKENS,
         "gen_tokens_per_s_b1": m.new_tokens_b1 / lat_total if lat_total > 0 else None,
         "batch_size": batch_size,
         "answers_per_s": m.batched_answers / m.batched_s if m.batched_s > 0 else None,
@@ -807,6 +823,8 @@ def _compare(entries: list[dict], histories: dict[str, Path]) -> None:
         rc, ec, overall = ref["cost"], e["cost"], e["accuracy"]["overall"]
         e["vs_reference"] = {
             "speedup_p50": _ratio(rc["latency_ms"]["p50"], ec["latency_ms"]["p50"]),
+            "speedup_equal_tokens_p50": _ratio(rc["equal_tokens_ms"]["p50"],
+                                               ec["equal_tokens_ms"]["p50"]),
             "speedup_batched": _ratio(ec["answers_per_s"], rc["answers_per_s"]),
             "param_ratio": _ratio(ec["params"], rc["params"]),
             "size_ratio": _ratio(ec["size_bytes"], rc["size_bytes"]),

@@ -119,7 +119,7 @@ def headline_table(report: Mapping) -> str:
     """Model × (accuracy overall and per task, params, size, p50 latency, speedup, gap closed)."""
     tasks = _tasks(report)
     header = ["model", "role", "accuracy (95% CI)", *tasks, "exact match", "params", "size"]
-    header += ["p50 latency", "speedup", "gap closed"]
+    header += ["p50 latency", "speedup", "speedup, equal tokens", "gap closed"]
     rows = []
     for m in report["models"]:
         acc, cost, vs = m["accuracy"], m["cost"], m["vs_reference"]
@@ -135,6 +135,7 @@ def headline_table(report: Mapping) -> str:
                 fmt_bytes(cost["size_bytes"]),
                 fmt_num(cost["latency_ms"]["p50"], 0, " ms"),
                 fmt_num(vs["speedup_p50"], 2, "×"),
+                fmt_num(vs.get("speedup_equal_tokens_p50"), 2, "×"),
                 "—" if gap is None else fmt_pct(gap, 0),
             ]
         )

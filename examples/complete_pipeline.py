@@ -223,6 +223,7 @@ def print_headline(report: dict) -> None:
         "MB",
         "p50 ms",
         "speedup",
+        "speedup, equal tokens",
         "gap closed",
     ):
         t.add_column(col, justify="right" if col != "model" else "left")
@@ -241,6 +242,8 @@ def print_headline(report: dict) -> None:
             f"{cost['size_bytes'] / 2**20:.0f}",
             f"{cost['latency_ms']['p50']:.0f}",
             f"{vs['speedup_p50']:.2f}x" if vs.get("speedup_p50") else "-",
+            f"{vs['speedup_equal_tokens_p50']:.2f}x" if vs.get("speedup_equal_tokens_p50")
+            else "-",
             f"{gap:.0%}" if gap is not None else "-",
         )
     console.print(t)

@@ -82,6 +82,8 @@ REPORT_KEYS = {
 MODEL_KEYS = {"label", "spec", "path", "role", "accuracy", "cost", "vs_reference", "gap_closed"}
 MODEL_KEYS |= {"history"}
 COST_KEYS = {
+    "equal_new_tokens",
+    "equal_tokens_ms",
     "params",
     "size_bytes",
     "peak_memory_bytes",
@@ -97,6 +99,7 @@ COST_KEYS = {
     "answer_tokens_batched",
 }
 VS_KEYS = {
+    "speedup_equal_tokens_p50",
     "speedup_p50",
     "speedup_batched",
     "param_ratio",
@@ -151,6 +154,8 @@ def test_cli_end_to_end(workdir):
         s["cost"]["params"] / t["cost"]["params"]
     )
     assert t["vs_reference"]["speedup_p50"] == 1.0
+    assert t["vs_reference"]["speedup_equal_tokens_p50"] == 1.0
+    assert s["cost"]["equal_new_tokens"] == 16 and s["cost"]["equal_tokens_ms"]["p50"] > 0
     assert set(s["gap_closed"]) == {"accuracy", "exact_match", "by_task"}
 
     for name in rep["files"].values():
