@@ -97,7 +97,10 @@ def adapt_teacher(
         n_train = train_top_layers(model, ad.train_top_layers)
         log.info("teacher adaptation: training the top %d layers (%.1fM parameters)",
                  ad.train_top_layers, n_train / 1e6)
+    if ad.gradient_checkpointing:
+        set_checkpointing(model, True)
     model.train()
+    micro = ad.micro_batch_size or ad.batch_size
     optimizer = loop.make_optimizer(model, ad.learning_rate, 0.0)
     scheduler = loop.make_scheduler(optimizer, ad.warmup_steps, ad.max_steps, "cosine", 0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -113,7 +116,8 @@ def adapt_teacher(
     for step in range(1, ad.max_steps + 1):
         sums, _ = loop.train_step(
             model, loss_of, train_ex, lengths, cursor, optimizer, scheduler, accelerator,
-            batch_size=ad.batch_size, seed=config.seed + 1, pad_id=pad_id, accum_steps=1,
+            batch_size=micro, seed=config.seed + 1, pad_id=pad_id,
+            accum_steps=ad.batch_size // micro,
             max_grad_norm=1.0,
             check=partial(loop.check_finite, step=step - 1, out=out, config=config,
                           accelerator=accelerator,
@@ -141,6 +145,8 @@ def adapt_teacher(
     metrics["val_exact_match"] = metrics["evals"][-1]["val_exact_match"]
 
     model = accelerator.unwrap_model(model)
+    if ad.gradient_checkpointing:
+        set_checkpointing(model, False)
     if ad.mode == "lora":
         model = model.merge_and_unload()
     model.eval()
@@ -158,6 +164,19 @@ def adapt_teacher(
     del optimizer, scheduler
     gc.collect()
     return model, metrics
+
+
+def set_checkpointing(model: PreTrainedModel, on: bool) -> None:
+    """Turn activation (gradient) checkpointing on or off, by transformers 5's name or 4's."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
 
 
 def hard_label_parts(

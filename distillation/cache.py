@@ -90,6 +90,8 @@ def cache_fingerprint(
     top_k: int,
     max_seq_len: int,
     teacher_hash: str | None = None,
+    sampled: bool = False,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Every input that changes the cached soft targets, as a flat dict of comparable values.
 
@@ -101,8 +103,12 @@ def cache_fingerprint(
         top_k: log-probs kept per token.
         max_seq_len: longest encoded example.
         teacher_hash: a precomputed `fingerprint_model` of the teacher.
+        sampled: the cache holds sampled ids (`build_cache`) rather than the top-k.
+        seed: the sampling seed (only with ``sampled``).
     """
+    extra = {"sampled": True, "seed": int(seed)} if sampled else {}
     return {
+        **extra,
         "format": CACHE_FORMAT,
         "teacher_weights": teacher_hash or fingerprint_model(teacher),
         "tokenizer": fingerprint_tokenizer(tokenizer),
@@ -230,8 +236,16 @@ def build_cache(
     pad_id: int,
     batch_size: int = 16,
     progress: bool = True,
+    sampled: bool = False,
+    seed: int = 0,
 ) -> SoftTargetCache:
     """Run the teacher once over ``examples`` and write their top-k log-probs to ``cache_dir``.
+
+    With ``sampled`` each answer token keeps, instead of its top-k, ``top_k`` draws (with
+    replacement, seeded) from the teacher's distribution at the temperature, stored as the
+    distinct ids drawn with log(count / top_k) (Anshumann et al., ACL 2025, "Sparse Logit
+    Sampling"): an unbiased estimate of the full distribution, where the top-k is biased
+    towards the head. Unused slots hold further ids at probability 0 (log-prob -inf).
 
     Args:
         teacher: the teacher (put in eval mode; run without gradients).
@@ -244,6 +258,8 @@ def build_cache(
         pad_id: padding token id.
         batch_size: examples per teacher forward.
         progress: show a tqdm bar.
+        sampled: store sampled ids instead of the top-k (see above).
+        seed: seed of the draws.
 
     Returns:
         The cache just written.
@@ -259,6 +275,7 @@ def build_cache(
     # Sorted by length so each forward pads almost nothing.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
     bar = tqdm(total=len(examples), desc="teacher cache", unit="ex", disable=not progress)
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -267,7 +284,7 @@ def build_cache(
             mask = batch["targets"] != IGNORE_INDEX  # (B, K)
             logp = torch.log_softmax(logits[mask].float() / temperature, dim=-1)  # (N_b, V)
             del logits
-            values, ids = logp.topk(k, dim=-1)  # (N_b, k)
+            values, ids = sample_targets(logp, k, gen) if sampled else logp.topk(k, dim=-1)
             del logp
             counts = mask.sum(1).tolist()
             values, ids = values.half().cpu().split(counts), ids.int().cpu().split(counts)
@@ -290,6 +307,27 @@ def build_cache(
     log.info("teacher cache: %d answer tokens x top-%d written to %s",
              cache.logprobs.shape[0], k, cache_dir)
     return cache
+
+
+def sample_targets(
+    logp: torch.Tensor, k: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``k`` draws per row of ``logp`` ``(N, V)``: ``(log(count / k), ids)``, each ``(N, k)``.
+
+    The distinct ids drawn come first (by count); the remaining slots hold the most probable
+    ids not drawn, at log-prob -inf, so every row has ``k`` distinct ids.
+    """
+    import torch
+
+    n, vocab = logp.shape
+    draws = torch.multinomial(logp.exp().cpu(), k, replacement=True, generator=gen)  # (N, k)
+    counts = torch.zeros(n, vocab).scatter_add_(1, draws, torch.ones(n, k))  # (N, V)
+    # drawn ids first (by count, then teacher probability), then the likeliest undrawn ones
+    key = counts + logp.cpu().softmax(-1)
+    _, ids = key.topk(k, dim=-1)
+    got = counts.gather(1, ids)
+    values = torch.where(got > 0, (got / k).log(), torch.full_like(got, float("-inf")))
+    return values.to(logp.device), ids.to(logp.device)
 
 
 def load_or_build_cache(

@@ -90,6 +90,17 @@ class TeacherAdaptationConfig(StrictModel):
     )
     max_steps: int = Field(150, ge=1, le=1_000_000, description="Optimizer steps at most.")
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per optimizer step.")
+    micro_batch_size: int | None = Field(
+        None, ge=1, le=4096,
+        description="Examples per forward/backward pass; batch_size / micro_batch_size of "
+        "them are accumulated into one optimizer step (must divide batch_size): fewer "
+        "activations held at once, the same examples per update. null: batch_size.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each layer's activations in the backward pass instead of "
+        "keeping them: less memory, about a third more compute per step.",
+    )
     learning_rate: float = Field(1e-4, gt=0, le=1.0, description="Peak learning rate (AdamW).")
     warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps before cosine decay.")
     eval_every: int = Field(
@@ -107,6 +118,15 @@ class TeacherAdaptationConfig(StrictModel):
     lora: LoraSettings = Field(
         default_factory=LoraSettings, description="Adapter settings when mode is 'lora'."
     )
+
+    @model_validator(mode="after")
+    def _micro_batches(self) -> TeacherAdaptationConfig:
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"teacher_adaptation.micro_batch_size: {self.micro_batch_size} does not divide "
+                f"batch_size {self.batch_size}; pick a divisor (e.g. {self.batch_size // 2 or 1})"
+            )
+        return self
 
 
 class CacheConfig(StrictModel):
@@ -209,13 +229,16 @@ class DistillationConfig(StrictModel):
     beta: float = Field(
         0.5, ge=0.0, le=1.0, description="JSD interpolation weight (divergence 'jsd' only)."
     )
-    soft_targets: Literal["cached", "online"] = Field(
+    soft_targets: Literal["cached", "sampled", "online"] = Field(
         "cached",
         description="'cached': run the teacher once and reuse its top-k log-probs from disk; "
+        "'sampled': the same cache holding top_k draws from the teacher's distribution per "
+        "token (an unbiased estimate; Anshumann et al. 2025), forward_kl only; "
         "'online': a full-vocabulary teacher forward at every step.",
     )
     top_k: int = Field(
-        64, ge=1, le=1_000_000, description="Teacher log-probs kept per token in the cache."
+        64, ge=1, le=1_000_000,
+        description="Teacher log-probs kept per token in the cache (sampled: draws per token).",
     )
     loss_chunk_size: int | None = Field(
         1024,
@@ -347,6 +370,12 @@ class DistillationConfig(StrictModel):
                     "student_quantization: a quantized student trains LoRA adapters only; set "
                     "student_lora (e.g. student_lora.r=16) or student_quantization to null"
                 )
+        if self.soft_targets == "sampled" and self.divergence != "forward_kl":
+            raise ValueError(
+                "soft_targets: sampled targets estimate the forward KL only (an id never drawn "
+                "has probability 0, which reverse KL and JSD cannot weigh); set divergence: "
+                "forward_kl or soft_targets: cached"
+            )
         if self.trim_vocab and (self.student_model_name is not None
                                 or self.student_lora is not None):
             raise ValueError(

@@ -207,10 +207,11 @@ def run_distillation(
 
     # ---------------------------------------------------------------- 4. soft targets
     cache = None
-    if config.kd_ratio > 0 and config.soft_targets == "cached":
+    if config.kd_ratio > 0 and config.soft_targets in ("cached", "sampled"):
+        sampled = config.soft_targets == "sampled"
         fp = cache_fingerprint(
             teacher, tokenizer, train, temperature=config.temperature, top_k=config.top_k,
-            max_seq_len=config.max_seq_len,
+            max_seq_len=config.max_seq_len, sampled=sampled, seed=config.seed,
         )
         # A teacher adapted in this very run makes any earlier cache stale by construction.
         rebuild_cache = config.cache.rebuild or bool(
@@ -221,6 +222,7 @@ def run_distillation(
                 teacher, train_ex, config.cache_dir, fp, rebuild=rebuild_cache,
                 temperature=config.temperature, top_k=config.top_k, n_vocab=n_vocab,
                 pad_id=pad_id, batch_size=config.cache.batch_size, progress=progress,
+                sampled=sampled, seed=config.seed,
             )
             log.info("teacher cache %s: %s", "built" if built else "reused", config.cache_dir)
         accelerator.wait_for_everyone()

@@ -119,3 +119,42 @@ def test_batch_targets_follow_the_batch_layout(setup, tmp_path):
     assert (lp[~mask] == 0).all()
     with pytest.raises(RuntimeError, match="rebuild"):
         cache.batch_targets([7, 2, 6], b["targets"])
+
+
+def test_sampled_targets_are_an_unbiased_estimate_with_distinct_ids():
+    from distillation.cache import sample_targets
+
+    torch.manual_seed(0)
+    logp = torch.log_softmax(torch.randn(3, 50) * 2, dim=-1)
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.zeros(3, 50)
+    rounds = 400
+    for _ in range(rounds):
+        values, ids = sample_targets(logp, 16, gen)
+        assert values.shape == ids.shape == (3, 16)
+        assert all(len(set(row.tolist())) == 16 for row in ids)
+        assert torch.allclose(values.exp().sum(-1), torch.ones(3))  # draws sum to 1
+        mean += torch.zeros(3, 50).scatter_(1, ids, values.exp())
+    # the average of the sampled distributions approaches the teacher's (3 standard errors)
+    p = logp.exp()
+    se = (p * (1 - p) / (16 * rounds)).sqrt()
+    assert ((mean / rounds - p).abs() <= 3 * se + 1e-3).all()
+    # the top-k keeps the head only: it is not the distribution
+    assert not torch.allclose(logp.topk(16).values.exp().sum(-1), torch.ones(3))
+
+
+def test_sampled_soft_targets_train_and_need_forward_kl(tmp_path):
+    from distillation.config import DistillationConfig
+    from distillation.history import read_history
+    from distillation.trainer import run_distillation
+    from tests.distillation.test_trainer import build_assets, config
+
+    assets = build_assets(tmp_path)
+    result = run_distillation(config(assets, tmp_path / "run", soft_targets="sampled",
+                                     max_steps=2, eval_every=0), progress=False)
+    rows = [r for r in read_history(result.history_path) if r["event"] == "train"]
+    assert len(rows) == 2 and all(r["kd"] > 0 for r in rows)
+    fp = (tmp_path / "run" / "teacher_cache" / "fingerprint.json").read_text()
+    assert '"sampled": true' in fp
+    with pytest.raises(ValueError, match="forward_kl"):
+        DistillationConfig(soft_targets="sampled", divergence="jsd")

@@ -245,6 +245,26 @@ def test_teacher_adaptation_is_saved_and_reused(assets, tmp_path):
     assert not (adapted / "adapter_config.json").exists()  # merged into a plain model
 
 
+def test_adaptation_memory_options_keep_the_update(assets, tmp_path):
+    ad = {"enabled": True, "mode": "full", "max_steps": 2, "eval_every": 0, "batch_size": 4,
+          "learning_rate": 1e-3}
+    weights = {}
+    for name, extra in (("plain", {}), ("ckpt", {"gradient_checkpointing": True}),
+                        ("micro", {"micro_batch_size": 2})):
+        cfg = config(assets, tmp_path / name, teacher_adaptation={**ad, **extra}, max_steps=1,
+                     eval_every=0)
+        result = run_distillation(cfg, progress=False)
+        assert result.extra["teacher_adaptation"]["steps"] == 2
+        weights[name] = load_file(tmp_path / name / "teacher_adapted" / "model.safetensors")
+    # recomputing activations changes no number
+    for key, value in weights["plain"].items():
+        torch.testing.assert_close(weights["ckpt"][key], value)
+    # micro-batches take other batches of the same seeded order, so the weights move too
+    assert any(not torch.equal(weights["micro"][k], v) for k, v in weights["plain"].items())
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        config(assets, tmp_path / "x", teacher_adaptation={**ad, "micro_batch_size": 3})
+
+
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
     f = [lr_factor(s, 4, 20, "cosine", 0.1) for s in range(20)]
     assert f[0] < f[1] < f[3] < f[4] == 1.0
