@@ -163,6 +163,14 @@ class DistillationConfig(StrictModel):
         description="With student_model_name null: how many teacher layers to keep (evenly "
         "spaced, first and last kept) or their indices.",
     )
+    layer_selection: Literal["even", "block"] = Field(
+        "even",
+        description="With student_layers a count: 'even' keeps evenly spaced layers (first and "
+        "last included, DistilBERT-style); 'block' scores that choice and every 'first a + "
+        "last b' one (one contiguous block removed; Gromov et al. 2024) by the answer-token "
+        "cross-entropy of the teacher run with only those layers on 16 train pairs, and keeps "
+        "the lowest.",
+    )
     trim_vocab: bool | None = Field(
         None,
         description="Trim the pruned student's vocabulary to the token ids its data needs "

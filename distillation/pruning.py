@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from data_loaders.errors import InputError
@@ -41,6 +42,53 @@ def evenly_spaced_layers(n_total: int, n_keep: int) -> list[int]:
     step = (n_total - 1) / (n_keep - 1)
     # step >= 1, so rounding i*step gives strictly increasing, distinct indices
     return [round(i * step) for i in range(n_keep)]
+
+
+def block_candidates(n_total: int, n_keep: int) -> list[list[int]]:
+    """Every "first ``a`` + last ``n_keep - a`` layers" choice (one contiguous block removed).
+
+    Removing one contiguous block of deep layers is what Gromov et al. (2024, "The Unreasonable
+    Ineffectiveness of the Deeper Layers") and Minitron (2024) found to hurt least;
+    ``block_candidates(30, 10)[2] == [0, 1, 2, 23, 24, ..., 29]``.
+    """
+    if not 2 <= n_keep < n_total:
+        return [evenly_spaced_layers(n_total, n_keep)]
+    return [list(range(a)) + list(range(n_total - (n_keep - a), n_total))
+            for a in range(1, n_keep)]
+
+
+def choose_layers(
+    model: PreTrainedModel, n_keep: int, loss: Callable[[PreTrainedModel], float]
+) -> tuple[list[int], dict[str, float]]:
+    """The layer subset with the lowest ``loss``: evenly spaced or one block removed.
+
+    Each candidate is scored by running ``model`` with only those decoder layers (swapped in
+    place, then restored), so no copy is made; ``loss(model)`` should be the answer-token
+    cross-entropy on a small calibration batch, without gradients.
+
+    Returns:
+        ``(best layer indices, {"0,1,2,23,...": loss})``.
+    """
+    import torch
+
+    layers = _decoder_layers(model)
+    n_total = len(layers)
+    candidates = [evenly_spaced_layers(n_total, n_keep), *block_candidates(n_total, n_keep)]
+    scores: dict[str, float] = {}
+    base = model.model
+    for idx in candidates:
+        key = ",".join(map(str, idx))
+        if key in scores:
+            continue
+        base.layers = torch.nn.ModuleList([layers[i] for i in idx])
+        model.config.num_hidden_layers = len(idx)
+        try:
+            scores[key] = float(loss(model))
+        finally:
+            base.layers = layers
+            model.config.num_hidden_layers = n_total
+    best = min(scores, key=scores.get)
+    return [int(i) for i in best.split(",")], scores
 
 
 def _decoder_layers(model: PreTrainedModel):
@@ -117,6 +165,7 @@ def prune_layers(model: PreTrainedModel, keep: int | list[int]) -> PreTrainedMod
 
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = len(idx)
+    config.pruned_from_layers = list(idx)  # saved in config.json: which teacher layers it holds
     for attr in _PER_LAYER_CONFIG_LISTS:
         values = getattr(config, attr, None)
         if isinstance(values, list | tuple) and len(values) == n_total:

@@ -532,7 +532,10 @@ def build_student(
                 student_name=config.student_model_name,
             )
     else:
-        student, tokenizer = prune_layers(teacher, config.student_layers), teacher_tok
+        keep = config.student_layers
+        if config.layer_selection == "block" and isinstance(keep, int):
+            keep = calibrated_layers(config, teacher, teacher_tok, records)
+        student, tokenizer = prune_layers(teacher, keep), teacher_tok
         student = student.to(torch.float32)
         if config.trims_vocab:
             student, tokenizer, kept = trim_student(config, student, tokenizer, records)
@@ -542,6 +545,52 @@ def build_student(
                              target_modules=lora.target_modules)
     student.train()
     return student, tokenizer, kept
+
+
+CALIBRATION_PAIRS = 16  # train pairs scoring each layer choice (layer_selection: block)
+
+
+def calibrated_layers(
+    config: DistillationConfig,
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Mapping] | None,
+) -> list[int]:
+    """The teacher layers to keep, by answer-token CE on a calibration batch (`choose_layers`).
+
+    Raises:
+        InputError: no records to calibrate on.
+    """
+    import torch
+
+    from distillation.data import batch_to, collate
+    from distillation.losses import ce_loss
+    from distillation.pruning import choose_layers
+
+    if not records:
+        raise InputError(
+            "layer_selection: block scores layer choices on training pairs; give the data or "
+            "set layer_selection=even"
+        )
+    examples = encode_records(tokenizer, records[:CALIBRATION_PAIRS], config.max_seq_len)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batch = batch_to(collate(examples, pad_id), next(teacher.parameters()).device)
+    n_vocab = len(tokenizer)
+
+    def loss(model) -> float:
+        with torch.no_grad():
+            return float(ce_loss(answer_logits(model, batch, n_vocab).float(), batch["targets"]))
+
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        idx, scores = choose_layers(teacher, config.student_layers, loss)
+    finally:
+        teacher.train(was_training)
+    log.info("layer selection (answer CE on %d train pairs): kept %s (%.2f); evenly spaced "
+             "%.2f", len(examples), idx, scores[",".join(map(str, idx))],
+             next(iter(scores.values())))
+    return idx
 
 
 def trim_student(

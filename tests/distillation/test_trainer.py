@@ -327,3 +327,30 @@ def test_qlora_student_on_cpu_is_a_clear_error(assets, tmp_path):
     with pytest.raises(InputError, match="^student_quantization: 8bit needs a CUDA GPU.*"
                        "set student_quantization to null"):
         run_distillation(cfg, progress=False)
+
+
+def test_block_layer_selection_keeps_the_lowest_loss_choice(assets, tmp_path):
+    from distillation.models import load_model_and_tokenizer
+    from distillation.pruning import block_candidates, choose_layers
+
+    model, _ = load_model_and_tokenizer(str(assets["teacher"]), dtype="float32", device="cpu")
+    layers = model.model.layers
+    fake = {"0,3": 5.0, "0,2,3": 1.0}
+    seen = []
+
+    def loss(m):
+        key = ",".join(str(i) for i, layer in enumerate(layers) if layer in list(m.model.layers))
+        seen.append((key, m.config.num_hidden_layers))
+        return fake.get(key, 3.0)
+
+    idx, scores = choose_layers(model, 3, loss)
+    assert block_candidates(4, 3) == [[0, 2, 3], [0, 1, 3]]
+    assert idx == [0, 2, 3] and set(scores) == {"0,2,3", "0,1,3"}  # even (0,2,3) scored once
+    assert all(n == 3 for _, n in seen)
+    assert model.model.layers is layers and model.config.num_hidden_layers == 4  # restored
+
+    cfg = config(assets, tmp_path / "run", layer_selection="block", student_layers=3,
+                 max_steps=1, eval_every=0)
+    run_distillation(cfg, progress=False)
+    kept = json.loads((tmp_path / "run" / "student" / "config.json").read_text())
+    assert kept["num_hidden_layers"] == 3 and kept["pruned_from_layers"] in ([0, 2, 3], [0, 1, 3])
