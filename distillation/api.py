@@ -80,6 +80,9 @@ class ModelDistiller:
     def load_student_model(self) -> PreTrainedModel:
         """The student the recipe starts from: the named model, or the pruned teacher.
 
+        A pruned student's vocabulary is trimmed to the data's tokens (``trim_vocab``); without
+        a ``data_dir`` that happens in `distill`, and this one keeps the teacher's vocabulary.
+
         After `distill`, this is the distilled student loaded from its exported directory.
         """
         from distillation.models import load_model_and_tokenizer
@@ -94,11 +97,13 @@ class ModelDistiller:
         if self.config.student_model_name is None and teacher is None:
             teacher = self.load_teacher_model()
             tokenizer = self.tokenizer
-        records = None
-        if self.config.trims_vocab and self.config.data_dir is not None:
-            train, val = read_records(self.config, None, None)
+        config, records = self.config, None
+        if config.trims_vocab and config.data_dir is not None:
+            train, val = read_records(config, None, None)
             records = train + val
-        self.student, self.tokenizer, _ = build_student(self.config, teacher, tokenizer, records)
+        elif config.trims_vocab:  # no data yet: distill() trims it from the pairs it gets
+            config = config.model_copy(update={"trim_vocab": False})
+        self.student, self.tokenizer, _ = build_student(config, teacher, tokenizer, records)
         return self.student
 
     def distill(
