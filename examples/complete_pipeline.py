@@ -70,6 +70,16 @@ QUICK_EVAL_EXAMPLES = 12
 QUICK_LATENCY_EXAMPLES = 4
 
 
+def peak_rss_bytes() -> int | None:
+    """Peak resident memory of this process so far (every stage runs in it); None off Unix."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes, Linux: KiB
+
+
 def show_command(text: str, argv: list[str]) -> None:
     """Print `text` and a root-CLI command line, unwrapped and without markup, to copy-paste."""
     line = f"{text}{shlex.join(['distillgraph', *argv])}"
@@ -444,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "table": str(args.table),
             "seconds": seconds,
+            "peak_rss_bytes": peak_rss_bytes(),
             "report": str(eval_dir / "report.json"),
             "commands": {k: shlex.join(["distillgraph", *v]) for k, v in commands.items()},
             **graph_out,
