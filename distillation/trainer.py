@@ -5,9 +5,12 @@
 Setup reads the dataset, loads the teacher and its tokenizer and seeds everything. The optional
 first stage fine-tunes the teacher on the train split with hard labels
 (`distillation.adaptation`), through the same optimizer step as the student. The
-student is a named model, or a copy of some of the (adapted) teacher's layers. With
-``soft_targets: cached`` the teacher runs once over the train split and its top-k log-probs are
-read from disk afterwards (`distillation.cache`); with ``online`` it runs at every step. The loop
+student is a named model, or a copy of some of the (adapted) teacher's layers (evenly spaced, or
+the one-block-removed choice with the lowest calibration loss, `distillation.pruning`) whose
+vocabulary is trimmed to the token ids the data needs (`distillation.vocab`; the teacher is then
+seen through those ids). With ``soft_targets: cached`` the teacher runs once over the train
+split and its top-k log-probs (``sampled``: unbiased draws) are read from disk afterwards
+(`distillation.cache`); with ``online`` it runs at every step. The loop
 uses `accelerate` (``accelerate launch`` gives multi-GPU DDP/FSDP without code changes), logs
 every optimizer step to ``training_history.jsonl`` (and to the ``report_to`` trackers,
 `distillation.tracking`), validates every ``eval_every`` steps (loss and exact match of greedy
