@@ -28,6 +28,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="NAME=override,override")
     ap.add_argument("--student", action="append", default=[], help="NAME=DIR trained elsewhere")
     ap.add_argument("--reuse", action="store_true", help="keep variants already distilled")
+    ap.add_argument("--eval-args", default="", help="extra `distillgraph evaluate` options")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
 
@@ -100,6 +102,7 @@ def main() -> None:
            "--no-model-card", "--no-progress"]
     for v in variants:
         cmd += ["--model", v["student"], "--label", v["name"]]
+    cmd += shlex.split(args.eval_args)
     run_measured(cmd, args.workdir / "evaluate.log")
     report = json.loads((eval_dir / "report.json").read_text())
     by_label = {m["label"]: m for m in report["models"]}
@@ -142,22 +145,27 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.0%}"
+
+
 def pareto_table(rows: list[dict]) -> str:
     """The README's table: one line per model."""
     head = ("| model | params (of teacher) | accuracy (95% CI) | retained | qa / validate / "
             "summarize | speedup, per answer / equal tokens | distill min | peak RSS |")
     lines = [head, "|" + "---|" * 8]
     for r in rows:
-        ci = r["accuracy_ci95"]
+        ci = r["accuracy_ci95"] or [None, None]
         t = r["accuracy_by_task"]
         mins = f"{r['seconds'] / 60:.1f}" if r.get("seconds") else "—"
         rss = f"{r['peak_rss_bytes'] / 2**30:.1f} GB" if r.get("peak_rss_bytes") else "—"
+        speed = " / ".join("—" if x is None else f"{x:.2f}×"
+                           for x in (r["speedup_p50"], r["speedup_equal_tokens_p50"]))
         lines.append(
-            f"| {r['name']} | {r['params'] / 1e6:.1f}M ({r['param_ratio']:.0%}) | "
-            f"{r['accuracy']:.1%} ({ci[0]:.0%}–{ci[1]:.0%}) | {r['retained']:.0%} | "
-            + " / ".join(f"{t[k]:.0%}" if k in t else "—" for k in ("qa", "validate", "summarize"))
-            + f" | {r['speedup_p50']:.2f}× / {r['speedup_equal_tokens_p50'] or 0:.2f}× | "
-            f"{mins} | {rss} |"
+            f"| {r['name']} | {r['params'] / 1e6:.1f}M ({_pct(r['param_ratio'])}) | "
+            f"{r['accuracy']:.1%} ({_pct(ci[0])}–{_pct(ci[1])}) | {_pct(r['retained'])} | "
+            + " / ".join(_pct(t.get(k)) for k in ("qa", "validate", "summarize"))
+            + f" | {speed} | {mins} | {rss} |"
         )
     return "\n".join(lines)
 
