@@ -88,7 +88,7 @@ class TeacherAdaptationConfig(StrictModel):
         None, ge=1, description="mode 'full' only: train just the top N decoder layers and the "
         "final norm (embeddings frozen), so backward stops early; null trains every weight."
     )
-    max_steps: int = Field(150, ge=1, le=1_000_000, description="Optimizer steps at most.")
+    max_steps: int = Field(48, ge=1, le=1_000_000, description="Optimizer steps at most.")
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per optimizer step.")
     micro_batch_size: int | None = Field(
         None, ge=1, le=4096,
@@ -97,7 +97,7 @@ class TeacherAdaptationConfig(StrictModel):
         "activations held at once, the same examples per update. null: batch_size.",
     )
     gradient_checkpointing: bool = Field(
-        False,
+        True,
         description="Recompute each layer's activations in the backward pass instead of "
         "keeping them: less memory, about a third more compute per step.",
     )

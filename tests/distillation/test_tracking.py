@@ -73,7 +73,7 @@ def test_row_values_prefix_the_event_and_drop_missing_values():
 
 def test_hparams_are_flat_scalars():
     hp = tracking.flat_hparams(DistillationConfig(report_to="tensorboard", student_layers=[0, 3]))
-    assert hp["teacher_adaptation.max_steps"] == 150 and hp["student_layers"] == "[0, 3]"
+    assert hp["teacher_adaptation.max_steps"] == 48 and hp["student_layers"] == "[0, 3]"
     assert hp["report_to"] == '["tensorboard"]'
     assert all(v is None or isinstance(v, bool | int | float | str) for v in hp.values())
 
