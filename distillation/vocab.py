@@ -170,28 +170,6 @@ def trim_tokenizer(
     return trimmed
 
 
-def check_same_encoding(
-    full: PreTrainedTokenizerBase,
-    trimmed: PreTrainedTokenizerBase,
-    kept_ids: Sequence[int],
-    texts: Iterable[str],
-) -> None:
-    """Refuse a trimmed tokenizer that encodes some text of the data differently.
-
-    Raises:
-        InputError: naming the first text whose tokens differ (a bug guard: by construction
-            this never fires for a BPE tokenizer).
-    """
-    for text in texts:
-        a = full(text, add_special_tokens=False)["input_ids"]
-        b = [kept_ids[i] for i in trimmed(text, add_special_tokens=False)["input_ids"]]
-        if a != b:
-            raise InputError(
-                f"trim_vocab: the trimmed tokenizer encodes {text[:60]!r} differently from the "
-                "full one; set trim_vocab: false and report this"
-            )
-
-
 def trim_embeddings(model: PreTrainedModel, kept_ids: Sequence[int]) -> PreTrainedModel:
     """Slice the input embedding and LM head to ``kept_ids`` rows (tied stays tied), in place.
 
