@@ -26,11 +26,27 @@ _STOP = frozenset(
     "a an the of and or is are was were in on at to for with by from it its this that what which "
     "who how many much does do did has have had be".split()
 )
+# Everyday short words that are also codes in tables ("ME" for Maine, "HI" for Hawaii): they
+# name a value or an entity only where the request writes them in capitals.
+_EVERYDAY_SHORT = frozenset(
+    "me us we he my so do go no up am hi ok oh as if be an or in on at to it is by".split()
+)
+
 
 def normalize(text: str) -> str:
     """Lowercase; every run of characters other than letters, digits and '.' becomes a space."""
     s = _NON_WORD.sub(" ", str(text).lower().replace(",", ""))
     return " ".join(t.strip(".") for t in s.split() if t.strip("."))
+
+
+def _cased_tokens(raw: str | None, n: int) -> list[str]:
+    """`normalize`'s tokens of `raw` with their case kept ("" each where they do not align)."""
+    if raw:
+        s = re.sub(r"[^0-9a-zA-Z.]+", " ", str(raw).replace(",", ""))
+        out = [t.strip(".") for t in s.split() if t.strip(".")]
+        if len(out) == n:
+            return out
+    return [""] * n
 
 
 @dataclass
@@ -106,12 +122,23 @@ class NameIndex:
             k for k, v in self.names.items() if v[0] == "column" and " " not in k and len(k) >= 5
         ]
 
-    def find(self, tokens: Sequence[str]) -> list[Match]:
-        """Non-overlapping matches, longest first (entities before values before columns)."""
+    def find(self, tokens: Sequence[str], raw: str | None = None) -> list[Match]:
+        """Non-overlapping matches, longest first (entities before values before columns).
+
+        Args:
+            tokens: The request's `normalize`-d words.
+            raw: The request as typed. An everyday short word ("me", "hi", "ok") names a value
+                or entity only where `raw` writes it in capitals ("ME" for Maine); without
+                `raw`, never.
+        """
+        cased = _cased_tokens(raw, len(tokens))
         cands = []
         for n in range(min(self.max_len, len(tokens)), 0, -1):
             for i in range(len(tokens) - n + 1):
                 hit = self.names.get(" ".join(tokens[i : i + n]))
+                if (hit is not None and n == 1 and hit[0] != "column"
+                        and tokens[i] in _EVERYDAY_SHORT and not cased[i].isupper()):
+                    hit = None
                 if hit is not None:
                     cands.append(
                         Match(i, i + n, hit[0], hit[1], hit[2], " ".join(tokens[i : i + n]))

@@ -110,7 +110,7 @@ def mask_request(request: str, index: NameIndex) -> Masked:
     tokens = normalize(request).split()
     # normalize drops '-': remember which numbers the request writes as negative ("-90.67").
     negative = [m.group(1) for m in _NEGATIVE.finditer(request.replace(",", ""))]
-    matches = [m for m in index.find(tokens) if m.kind in ("entity", "value")]
+    matches = [m for m in index.find(tokens, request) if m.kind in ("entity", "value")]
     by_start = {m.start: m for m in matches}
     out: list[str] = []
     slots: dict[str, Slot] = {}
@@ -547,64 +547,6 @@ def bind(parsed: Parsed, masked: Masked, index: NameIndex, decimals: int = 2) ->
         prog["columns"] = [c for c in table.columns_of("numeric") if c not in used]
         prog["noun"] = entity_noun(table)
     return prog
-
-
-def unused_mentions(text: str, masked: Masked, table: Table) -> list[str]:
-    """Mention slots a program leaves out: a sign it misread the request.
-
-    Numbers that belong to a column's own words or unit ("0-60 mph time") are not counted.
-    """
-    used = set(text.split())
-    words = set()
-    for col in table.columns:
-        words.update(normalize(col_words(table, col)).split())
-        words.update(normalize(table.units.get(col) or "").split())
-    out = []
-    for name, s in masked.slots.items():
-        if name in used:
-            continue
-        if s.kind == "number" and s.text in words:
-            continue
-        out.append(name)
-    return out
-
-_UP_THRESHOLD = ("above", "over", "more than", "greater than", "higher than", "at least")
-_DOWN_THRESHOLD = ("below", "under", "less than", "fewer than", "lower than", "at most")
-_UP_EXTREME = ("highest", "most", "largest", "biggest", "greatest", "heaviest", "longest",
-               "maximum", "max", "top")
-_DOWN_EXTREME = ("lowest", "least", "smallest", "fewest", "lightest", "shortest", "minimum",
-                 "min")
-
-
-def _says(text: str, words: tuple[str, ...]) -> bool:
-    return any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)
-
-
-def contradictions(text: str, masked: Masked) -> list[str]:
-    """Where a program's direction contradicts the request's own words.
-
-    Only unambiguous words count: a request that says "above" (and never "below") read with
-    ``<``, or "lowest" (and never a word for the highest) read with ``max``. The graph treats a
-    contradiction like a misreading: one repair, then it asks back.
-    """
-    req = masked.text
-    up_t, down_t = _says(req, _UP_THRESHOLD), _says(req, _DOWN_THRESHOLD)
-    up_x, down_x = _says(req, _UP_EXTREME), _says(req, _DOWN_EXTREME)
-    toks = text.split()
-    out = []
-    cmps = set(toks) & {">", ">=", "<", "<="}
-    if up_t and not down_t and cmps & {"<", "<="}:
-        out.append("the request says above/more than but the program compares with <")
-    if down_t and not up_t and cmps & {">", ">="}:
-        out.append("the request says below/less than but the program compares with >")
-    if toks and toks[0] == "claim" and "==" in toks and (up_t or down_t):
-        out.append("the request states a comparison but the program claims equality")
-    dirs = set(toks) & {"max", "min"}
-    if up_x and not down_x and dirs == {"min"}:
-        out.append("the request asks for the highest but the program takes min")
-    if down_x and not up_x and dirs == {"max"}:
-        out.append("the request asks for the lowest but the program takes max")
-    return out
 
 
 def route_of(op: str) -> str:

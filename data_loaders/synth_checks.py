@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from data_loaders.mentions import NUMBER, NameIndex, normalize
+from data_loaders.misreading import contradictions, ungrounded_columns, unused_mentions
 from data_loaders.program_text import (
     Masked,
     ProgramSyntaxError,
@@ -29,7 +30,6 @@ from data_loaders.program_text import (
     read_program,
     schema_text,
     to_text,
-    unused_mentions,
 )
 from data_loaders.programs import (
     ProgramError,
@@ -274,6 +274,15 @@ def check_new(item: Any, index: NameIndex, held_out: set[str], parent: str) -> Q
     if unused:
         raise Rejected("leaves out a mention",
                        f"{line!r} does not use {', '.join(unused)} of {masked.text!r}")
+    # The graph would not answer from a program that misreads its request (see
+    # data_loaders.misreading), so the student should not learn from one.
+    clash = contradictions(line, masked, table)
+    if clash:
+        raise Rejected("contradicts its request", f"{line!r} for {masked.text!r}: {clash[0]}")
+    unnamed = ungrounded_columns(line, masked, table)
+    if unnamed:
+        raise Rejected("a column the request never names",
+                       f"{line!r} uses {', '.join(unnamed)}; {masked.text!r} never names it")
     names = [table.entity_of(int(s.value)) for s in masked.of_kind("entity")]
     leaked = [n for n in names if normalize(n) in held_out]
     if leaked:

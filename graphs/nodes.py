@@ -346,7 +346,7 @@ class Nodes:
         elif spec.get("row_ids"):
             base["row_ids"] = [int(r) for r in spec["row_ids"]]
         conf = reading.get("confidence")
-        unsure = reading.get("unused") or reading.get("contradicts") or (
+        unsure = reading.get("unused") or reading.get("contradicts") or reading.get("unnamed") or (
             conf is not None and conf < self.config.program.min_confidence
         )
         if not reading.get("confirmed") and unsure:

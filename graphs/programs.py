@@ -26,16 +26,15 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from data_loaders.mentions import NameIndex, mention_score, normalize
+from data_loaders.misreading import contradictions, ungrounded_columns, unused_mentions
 from data_loaders.naming import plural
 from data_loaders.program_text import (
     ProgramSyntaxError,
     bind,
-    contradictions,
     mask_request,
     parse_text,
     program_messages,
     route_of,
-    unused_mentions,
 )
 from data_loaders.programs import ProgramError, index_for, pandas_expr, run_program
 from data_loaders.serialize import format_value
@@ -170,7 +169,7 @@ class Programmer:
     def pick_index(self, query: str) -> NameIndex:
         """The table the request is about: the most entity, value and column mentions."""
         tokens = normalize(query).split()
-        return max(self.indexes, key=lambda ix: mention_score(ix.find(tokens)))
+        return max(self.indexes, key=lambda ix: mention_score(ix.find(tokens, query)))
 
     def read(self, query: str) -> dict[str, Any]:
         """The reading of one request: program text, bound spec or error, confidence, route.
@@ -201,13 +200,16 @@ class Programmer:
                     out["spec"] = bind(parsed, masked, index)
                     out["error"] = None
                     left = unused_mentions(text, masked, t)
-                    clash = contradictions(text, masked)
+                    clash = contradictions(text, masked, t)
+                    unnamed = ungrounded_columns(text, masked, t)
                     out["unused"] = left
                     out["contradicts"] = clash
-                    if not left and not clash or attempt == tries - 1:
+                    out["unnamed"] = unnamed
+                    if not (left or clash or unnamed) or attempt == tries - 1:
                         return out  # still misread after the repair: the graph asks back
-                    error = (f"the program leaves out {', '.join(left)} of the request"
-                             if left else clash[0])
+                    error = (f"the program leaves out {', '.join(left)} of the request" if left
+                             else clash[0] if clash
+                             else f"the request never names {', '.join(unnamed)}")
                     continue
                 except ProgramSyntaxError as e:
                     error = str(e)
@@ -327,6 +329,8 @@ def ask_back(reading: dict, table: Table) -> dict[str, Any]:
         why = f"its program leaves out {', '.join(reading['unused'])} of the request"
     elif reading.get("contradicts"):
         why = reading["contradicts"][0]
+    elif reading.get("unnamed"):
+        why = f"the request never names {', '.join(reading['unnamed'])}"
     else:
         why = f"its lowest token probability was {reading['confidence']:.2f}"
     return {

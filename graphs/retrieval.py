@@ -106,7 +106,7 @@ def parse_query(query: str, index: NameIndex) -> QueryParse:
     """Read what a query names in one table: entities, values, columns, filters, aggregates."""
     tokens = normalize(query).split()
     p = QueryParse(index.table, tokens)
-    matches = index.find(tokens)
+    matches = index.find(tokens, query)
     p.entities = [m for m in matches if m.kind == "entity"]
     p.values = [m for m in matches if m.kind == "value"]
     p.columns = [m for m in matches if m.kind == "column"]

@@ -161,18 +161,19 @@ def test_a_program_against_the_requests_own_words_is_repaired_then_asked_back(ca
     assert s["verdict"]["supported"] is None
 
 
-def test_gold_programs_never_contradict_their_requests(cars):
-    from data_loaders.config import PrepareConfig
-    from data_loaders.config_loader import load_config
-    from data_loaders.dataset import build_dataset
-    from data_loaders.mentions import NameIndex
-    from data_loaders.program_text import contradictions, mask_request
-    from tests.graphs.conftest import CARS_CONFIG
+def test_a_column_the_request_never_names_is_repaired_then_asked_back(cars):
+    g, model = _graph(cars, ["lookup E1 Year", "lookup E1 Year"])
+    s = _ask(g, "engine size of the pontiac catalina")
+    assert "never names Year" in model.seen[1]
+    assert s["answer"].startswith("Do you mean the model year of pontiac catalina?")
+    assert s["verdict"]["supported"] is None and s["answered_by"] == "program (asked back)"
+    assert "never names Year" in s["verdict"]["reason"]
 
-    index = NameIndex(cars)
-    pairs = build_dataset([cars], load_config(PrepareConfig, CARS_CONFIG)).all_pairs()
-    assert not [p.question for p in pairs if p.program_text
-                and contradictions(p.program_text, mask_request(p.question, index))]
+
+def test_another_aggregate_than_the_request_says_is_not_answered(cars):
+    g, _ = _graph(cars, ["group sum Horsepower by Origin", "group sum Horsepower by Origin"])
+    s = _ask(g, "average horsepower by origin")
+    assert s["answered_by"] == "program (asked back)" and s["verdict"]["supported"] is None
 
 
 def test_a_comparison_with_an_empty_cell_says_so(cars):

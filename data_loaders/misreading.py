@@ -1,0 +1,205 @@
+"""Signs that a program misreads its request, found by comparing the two without a model.
+
+A misread program still runs, and what it computes is a true fact about the table, just not the
+one asked for. So before the graph answers from a student's program it checks the program
+against the request's own words; each function returns what it found, worded for the repair
+prompt and the ask-back reply (empty: nothing found):
+
+- `unused_mentions`: a mention slot of the request the program leaves out;
+- `contradictions`: the request's words say the opposite direction ("above" read as ``<``,
+  "lowest" as ``max``), another aggregate ("average" read as ``sum``), or several rows ("which
+  4 have the highest ...") where the program picks one;
+- `ungrounded_columns`: a column of the program the request never names, by the column's
+  own words, its unit, a category value of it, or an everyday word for the same measure
+  (``measure_words.json``: "heavy" names a weight column, "mileage" a fuel economy one).
+
+Every check is one-sided: it can only stop an answer (the graph repairs once, then asks back),
+never make one. Every gold program of our datasets passes all three (tested over several tables).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+from data_loaders.mentions import NUMBER, normalize
+from data_loaders.program_text import Masked, column_id, parse_text
+from data_loaders.programs import ProgramError
+from data_loaders.table import Table
+from data_loaders.templates import col_words
+
+_MEASURE_WORDS = Path(__file__).with_name("measure_words.json")
+# Words too common to name a column by themselves ("Weight_in_lbs" is named by "weight", "lbs").
+_FILLER = frozenset(
+    "a an the of and or is are in on at to for with by per no num nr id value values count "
+    "number amount total".split()
+)
+
+
+def _column_own_words(table: Table, col: str) -> set[str]:
+    """The words of a column's name (``_`` and camelCase split), display words and unit."""
+    name = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(col)).replace("_", " ")
+    words: set[str] = set()
+    for text in (name, col_words(table, col), table.display_name(col), table.units.get(col) or ""):
+        words.update(normalize(text).split())
+    return {w for w in words if len(w) > 1 and w not in _FILLER and not NUMBER.match(w)}
+
+
+@functools.cache
+def _groups() -> tuple[frozenset[str], ...]:
+    data = json.loads(_MEASURE_WORDS.read_text(encoding="utf-8"))
+    return tuple(frozenset(g) for g in data["groups"])
+
+
+def column_terms(table: Table, col: str) -> set[str]:
+    """Every word that names `col` in a request: its own words plus their everyday groups."""
+    own = _column_own_words(table, col)
+    terms = set(own)
+    for group in _groups():
+        if group & own:
+            terms |= group
+    return terms
+
+
+def _names(token: str, terms: set[str]) -> bool:
+    """Whether a request token is one of `terms`, a plural of one, or a close inflection/typo.
+
+    Close: the same first five letters and lengths within two ("weighs" for "weight",
+    "horsepwer" for "horsepower"), as `NameIndex` matches inflected column words.
+    """
+    if token in terms or token.rstrip("s") in terms:
+        return True
+    if len(token) < 5:
+        return False
+    return any(len(t) >= 5 and t[:5] == token[:5] and abs(len(t) - len(token)) <= 2
+               for t in terms)
+
+
+def ungrounded_columns(text: str, masked: Masked, table: Table) -> list[str]:
+    """The columns a program uses that the request never names (column ids, program order).
+
+    A column is named by a request word in `column_terms`, or by a category-value mention of
+    it (``C1`` for "japanese" names the origin column). Entity names never name a column.
+    A program that does not parse is not judged here (the parser says what is wrong).
+    """
+    try:
+        p = parse_text(text)
+    except ProgramError:
+        return []
+    cols = [c for c in (p.column, p.by) if c]
+    cols += [first for first, cmp, _ in p.where if cmp is not None]
+    by_id = {column_id(c).lower(): c for c in table.columns}
+    named_by_slot = {s.column for s in masked.slots.values() if s.kind == "value"}
+    tokens = [t for t in masked.text.split() if t not in masked.slots]
+    out = []
+    for ident in dict.fromkeys(cols):
+        col = by_id.get(ident.lower())
+        if col is None or col in named_by_slot:
+            continue  # an unknown column is the binder's error, not a misreading
+        terms = column_terms(table, col)
+        if not any(_names(t, terms) for t in tokens):
+            out.append(column_id(col))
+    return out
+
+
+def unused_mentions(text: str, masked: Masked, table: Table) -> list[str]:
+    """Mention slots a program leaves out: a sign it misread the request.
+
+    Numbers that belong to a column's own words or unit ("0-60 mph time") are not counted.
+    """
+    used = set(text.split())
+    words = _column_number_words(table)
+    out = []
+    for name, s in masked.slots.items():
+        if name in used:
+            continue
+        if s.kind == "number" and s.text in words:
+            continue
+        out.append(name)
+    return out
+
+
+def _column_number_words(table: Table) -> set[str]:
+    words = set()
+    for col in table.columns:
+        words.update(normalize(col_words(table, col)).split())
+        words.update(normalize(table.units.get(col) or "").split())
+    return words
+
+
+_UP_THRESHOLD = ("above", "over", "more than", "greater than", "higher than", "at least")
+_DOWN_THRESHOLD = ("below", "under", "less than", "fewer than", "lower than", "at most")
+_UP_EXTREME = ("highest", "most", "largest", "biggest", "greatest", "heaviest", "longest",
+               "maximum", "max", "top")
+_DOWN_EXTREME = ("lowest", "least", "smallest", "fewest", "lightest", "shortest", "minimum",
+                 "min")
+# The three aggregates a request names outright; min and max go by the extreme words above.
+_AGG_WORDS = {
+    "mean": ("average", "avg", "mean"),
+    "sum": ("total", "sum", "combined", "altogether"),
+    "count": ("how many", "number of", "count"),
+}
+_SEVERAL = re.compile(r"\b(?:top|which|what|the|first|last|name|list)\s+(V\d+)\b|\b(V\d+)\s+(?:"
+                      + "|".join(_UP_EXTREME + _DOWN_EXTREME) + r")\b")
+
+
+def _says(text: str, words: tuple[str, ...]) -> bool:
+    return any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)
+
+
+def contradictions(text: str, masked: Masked, table: Table | None = None) -> list[str]:
+    """Where a program contradicts the request's own words (direction, aggregate, row count).
+
+    Only unambiguous words count: a request that says "above" (and never "below") read with
+    ``<``; "lowest" (and never a word for the highest) read with ``max``; exactly one of
+    "average", "total", "how many" read with another of ``mean``/``sum``/``count``; a number
+    of rows ("which 4 ...", "top 3", "5 most ...") read as one row (``superlative``). With
+    `table`, numbers that are a column's own words ("0-60 mph time") are not row counts. The
+    graph treats a contradiction like a misreading: one repair, then it asks back.
+    """
+    req = masked.text
+    up_t, down_t = _says(req, _UP_THRESHOLD), _says(req, _DOWN_THRESHOLD)
+    up_x, down_x = _says(req, _UP_EXTREME), _says(req, _DOWN_EXTREME)
+    toks = text.split()
+    op = toks[0] if toks else ""
+    out = []
+    cmps = set(toks) & {">", ">=", "<", "<="}
+    if up_t and not down_t and cmps & {"<", "<="}:
+        out.append("the request says above/more than but the program compares with <")
+    if down_t and not up_t and cmps & {">", ">="}:
+        out.append("the request says below/less than but the program compares with >")
+    if op == "claim" and "==" in toks and (up_t or down_t):
+        out.append("the request states a comparison but the program claims equality")
+    dirs = set(toks) & {"max", "min"}
+    if up_x and not down_x and dirs == {"min"}:
+        out.append("the request asks for the highest but the program takes min")
+    if down_x and not up_x and dirs == {"max"}:
+        out.append("the request asks for the lowest but the program takes max")
+    plain = re.sub(r"\bsum up\b|\bsummar\w*", " ", req)
+    if table is not None:  # a column's own words ("total points") name no aggregate
+        own = set().union(*(_column_own_words(table, c) for c in table.columns))
+        # "number of cylinders" names the cylinders column, not a count
+        alts = "|".join(sorted(map(re.escape, own), key=len, reverse=True))
+        if alts:
+            plain = re.sub(rf"\bnumber of (?=(?:{alts})\b)", " ", plain)
+        plain = " ".join(w for w in plain.split() if w not in own)
+    said = [agg for agg, words in _AGG_WORDS.items() if _says(plain, words)]
+    if len(said) == 1 and op in ("aggregate", "group") and len(toks) > 1:
+        agg = toks[1]
+        if agg in _AGG_WORDS and agg != said[0]:
+            out.append(f"the request asks for the {_AGG_WORDS[said[0]][0]} but the program "
+                       f"takes {agg}")
+    if len(said) == 1 and said[0] == "count" and op in ("aggregate", "group") \
+            and len(toks) > 1 and toks[1] in ("min", "max"):
+        out.append(f"the request asks how many but the program takes {toks[1]}")
+    if op == "superlative":
+        skip = _column_number_words(table) if table is not None else set()
+        for m in _SEVERAL.finditer(req):
+            slot = masked.slots.get(m.group(1) or m.group(2))
+            if slot is not None and slot.kind == "number" and slot.text not in skip \
+                    and float(slot.value).is_integer() and 1 < slot.value <= 100:
+                out.append(f"the request asks for {slot.text} rows but the program picks one")
+                break
+    return out
