@@ -146,6 +146,13 @@ class PrepareConfig(StrictModel):
     max_context_rows: int = Field(
         8, ge=1, le=64, description="Most rows serialized into one pair's context."
     )
+    casual_share: float = Field(
+        0.35, ge=0.0, le=1.0,
+        description="Share of questions rewritten the way people type (data_loaders.casual): "
+        "a column named by its raw name or unit, lower case, no final punctuation, a short "
+        "form, an occasional typo. A rewrite that would change what the request mentions is "
+        "not made. 0 keeps every template's wording.",
+    )
     split: SplitConfig = Field(default_factory=SplitConfig, description="Split settings.")
 
 

@@ -7,11 +7,14 @@ prompt and the ask-back reply (empty: nothing found):
 
 - `unused_mentions`: a mention slot of the request the program leaves out;
 - `contradictions`: the request's words say the opposite direction ("above" read as ``<``,
-  "lowest" as ``max``), another aggregate ("average" read as ``sum``), or several rows ("which
-  4 have the highest ...") where the program picks one;
+  "lowest" as ``max``), another aggregate ("average" read as ``sum``), several rows ("which
+  4 have the highest ...") where the program picks one, or another unit ("more than 5 kg"
+  compared with a column in g: `foreign_unit`);
 - `ungrounded_columns`: a column of the program the request never names, by the column's
   own words, its unit, a category value of it, or an everyday word for the same measure
-  (``measure_words.json``: "heavy" names a weight column, "mileage" a fuel economy one).
+  (``measure_words.json``: "heavy" names a weight column, "mileage" a fuel economy one);
+- `judgment_words`: the request asks why, or for a judgment ("what is unusual about X"): the
+  facts a program computes are shown, never as the answer.
 
 Every check is one-sided: it can only stop an answer (the graph repairs once, then asks back),
 never make one. Every gold program of our datasets passes all three (tested over several tables).
@@ -19,6 +22,7 @@ never make one. Every gold program of our datasets passes all three (tested over
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
@@ -67,14 +71,21 @@ def _names(token: str, terms: set[str]) -> bool:
     """Whether a request token is one of `terms`, a plural of one, or a close inflection/typo.
 
     Close: the same first five letters and lengths within two ("weighs" for "weight",
-    "horsepwer" for "horsepower"), as `NameIndex` matches inflected column words.
+    "horsepwer" for "horsepower"), as `NameIndex` matches inflected column words; or the same
+    first letter and a difflib ratio of 0.8 or more ("cylidners"; "height" never names weight).
     """
     if token in terms or token.rstrip("s") in terms:
         return True
     if len(token) < 5:
         return False
-    return any(len(t) >= 5 and t[:5] == token[:5] and abs(len(t) - len(token)) <= 2
+    return any(len(t) >= 5 and (t[:5] == token[:5] and abs(len(t) - len(token)) <= 2
+                                or t[0] == token[0] and _close(t, token))
                for t in terms)
+
+
+def _close(a: str, b: str) -> bool:
+    """One or two slips apart ("cylidners", "orign"), by difflib's similarity ratio."""
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
 
 
 def ungrounded_columns(text: str, masked: Masked, table: Table) -> list[str]:
@@ -119,6 +130,12 @@ def unused_mentions(text: str, masked: Masked, table: Table) -> list[str]:
             continue
         out.append(name)
     return out
+
+
+def _own_words(table: Table | None) -> set[str]:
+    if table is None:
+        return set()
+    return set().union(*(_column_own_words(table, c) for c in table.columns))
 
 
 def _column_number_words(table: Table) -> set[str]:
@@ -179,7 +196,7 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
         out.append("the request asks for the lowest but the program takes max")
     plain = re.sub(r"\bsum up\b|\bsummar\w*", " ", req)
     if table is not None:  # a column's own words ("total points") name no aggregate
-        own = set().union(*(_column_own_words(table, c) for c in table.columns))
+        own = _own_words(table)
         # "number of cylinders" names the cylinders column, not a count
         alts = "|".join(sorted(map(re.escape, own), key=len, reverse=True))
         if alts:
@@ -194,12 +211,89 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
     if len(said) == 1 and said[0] == "count" and op in ("aggregate", "group") \
             and len(toks) > 1 and toks[1] in ("min", "max"):
         out.append(f"the request asks how many but the program takes {toks[1]}")
+    if table is not None:
+        out += _unit_clashes(text, masked, table)
     if op == "superlative":
         skip = _column_number_words(table) if table is not None else set()
         for m in _SEVERAL.finditer(req):
-            slot = masked.slots.get(m.group(1) or m.group(2))
+            name = m.group(1) or m.group(2)
+            after = req[m.end():].split()[:1] if m.group(1) else []
+            if after and _names(after[0], skip | _own_words(table)):
+                continue  # "the V1 cylinders car": a filter value before its column's words
+            slot = masked.slots.get(name)
             if slot is not None and slot.kind == "number" and slot.text not in skip \
                     and float(slot.value).is_integer() and 1 < slot.value <= 100:
                 out.append(f"the request asks for {slot.text} rows but the program picks one")
                 break
+    return out
+
+
+# Words that ask for a reason or a judgment, which no program computes ("what is unusual
+# about X", "why is X so slow", "is X a good buy"): the table can state facts about X, not
+# answer these.
+_JUDGMENT = ("why", "unusual", "special", "interesting", "surprising", "notable", "noteworthy",
+             "weird", "strange", "odd", "recommend", "should", "worth", "reliable", "good",
+             "bad", "opinion")
+
+
+def judgment_words(masked: Masked) -> list[str]:
+    """The words of a request that ask for a reason or a judgment (see `_JUDGMENT`)."""
+    words = set(masked.text.split())
+    return [w for w in _JUDGMENT if w in words]
+
+
+# Unit words, grouped by unit ("kg" and "kilograms" are one unit). "in" and "m" are left out:
+# after a number they are as often a preposition or a million as inches or metres.
+_UNITS = (
+    ("mg", "milligram", "milligrams"), ("g", "gram", "grams", "gr"),
+    ("kg", "kgs", "kilo", "kilos", "kilogram", "kilograms"), ("lb", "lbs", "pound", "pounds"),
+    ("oz", "ounce", "ounces"), ("ton", "tons", "tonne", "tonnes", "t"),
+    ("mm", "millimeter", "millimeters", "millimetre", "millimetres"),
+    ("cm", "centimeter", "centimeters", "centimetre", "centimetres"),
+    ("meter", "meters", "metre", "metres"), ("km", "kilometer", "kilometers", "kilometre"),
+    ("inch", "inches"), ("ft", "foot", "feet"), ("mi", "mile", "miles"),
+    ("s", "sec", "secs", "second", "seconds"), ("min", "mins", "minute", "minutes"),
+    ("h", "hr", "hrs", "hour", "hours"), ("mph",), ("kph", "kmh"), ("hp", "horsepower"),
+    ("kw", "kilowatt", "kilowatts"), ("mpg",), ("usd", "dollar", "dollars", "$"),
+    ("eur", "euro", "euros"), ("percent", "pct"), ("cc",), ("l", "liter", "liters", "litre"),
+)
+_UNIT_OF = {w: i for i, group in enumerate(_UNITS) for w in group}
+
+
+def foreign_unit(word: str | None, table: Table, col: str) -> bool:
+    """Whether `word`, written right after a number, is a unit other than `col`'s own.
+
+    `col`'s unit is its configured unit, else a unit word of its name ("body_mass_g": g). A
+    column with no unit at all is never judged ("5 kg" for an unlabelled weight may be right).
+    """
+    said = _UNIT_OF.get(word or "")
+    if said is None:
+        return False
+    own = normalize(table.units.get(col) or "").split() or \
+        normalize(re.sub(r"([a-z])([A-Z])", r"\1 \2", str(col)).replace("_", " ")).split()
+    units = {_UNIT_OF[w] for w in own if w in _UNIT_OF}
+    return bool(units) and said not in units
+
+
+def _unit_clashes(text: str, masked: Masked, table: Table) -> list[str]:
+    """Numbers the program compares with a column in another unit than the request gives."""
+    try:
+        p = parse_text(text)
+    except ProgramError:
+        return []
+    by_id = {column_id(c).lower(): c for c in table.columns}
+    pairs = [(first, ref) for first, cmp, ref in p.where if cmp is not None]
+    if p.op == "claim" and p.value:
+        pairs.append((p.column, p.value))
+    words = masked.text.split()
+    out = []
+    for ident, ref in pairs:
+        col = by_id.get(str(ident).lower())
+        if col is None or ref not in words:
+            continue
+        i = words.index(ref)
+        after = words[i + 1] if i + 1 < len(words) else None
+        if foreign_unit(after, table, col):
+            out.append(f"the request gives {ref} in {after}, but {column_id(col)} is in "
+                       f"{table.units.get(col) or 'another unit'}")
     return out

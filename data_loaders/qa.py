@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from data_loaders.casual import column_variants, rewrite, same_mentions
 from data_loaders.config import PrepareConfig
 from data_loaders.mentions import NameIndex
 from data_loaders.naming import plural
@@ -61,6 +62,7 @@ from data_loaders.templates import (
     col_words,
     entity_noun,
     value_words,
+    where_adj,
     where_is,
     where_with,
 )
@@ -72,6 +74,10 @@ TIE_RATIO = 4  # superlatives skip groups larger than this many times a column's
 MAX_GROUPS = 12  # group-by and distinct: categorical columns with at most this many values
 MAX_LIST = 12  # list questions pick filters matching at most this many rows
 THRESHOLD_LEVELS = 49  # quantiles offered as numeric thresholds (2%, 4%, ..., 98%)
+
+
+def _wants_where(tmpl: Template) -> bool:
+    return "{where_with}" in tmpl.text or "{where_adj}" in tmpl.text
 
 
 def entity_pool(table: Table) -> np.ndarray:
@@ -338,7 +344,23 @@ class PairGenerator:
         """
         t = self.table
         program = {**program, "decimals": self.decimals}
+        if "{where_adj}" in tmpl.text and slots.get("where_adj") is None:
+            return None  # a threshold filter has no "<value> <nouns>" form
+        rng = np.random.default_rng(
+            [self.config.seed, int(pair_id(t.content_hash, tmpl.id, program)[:12], 16)]
+        )
+        casual = rng.random() < self.config.casual_share
+        if casual:
+            slots = dict(slots)
+            for slot, key in (("col", "column"), ("by", "by")):
+                if slots.get(slot) and program.get(key):
+                    options = column_variants(t, program[key])
+                    slots[slot] = options[int(rng.integers(len(options)))]
         question = tmpl.text.format(noun=self.noun, nouns=self.nouns, **slots)
+        if casual:
+            typed = rewrite(question, rng)
+            if same_mentions(typed, question, self.names):
+                question = typed
         if self.seen.has(question, t.content_hash, program):
             return None
         answer = run_program(t, program)
@@ -415,10 +437,11 @@ class PairGenerator:
             self._grids[col] = grid
         return grid
 
-    def _where_slots(self, where: list[dict]) -> dict[str, str]:
+    def _where_slots(self, where: list[dict]) -> dict[str, str | None]:
         return {
             "where_with": where_with(self.table, where, self.decimals),
             "where_is": where_is(self.table, where, self.decimals),
+            "where_adj": where_adj(self.table, where, self.decimals),
         }
 
     def _group_context(
@@ -671,12 +694,13 @@ class PairGenerator:
     def _top(self, tmpl, split, code, pool, rng) -> QAPair | None:
         col = self._pick(self.numeric_cols, rng)
         where: list[dict] = []
-        if "{where_with}" in tmpl.text:
+        if _wants_where(tmpl):
             where = self._where(pool, rng, exclude=col) or []
             if not where:
                 return None
         k = int(rng.integers(2, 6))
-        direction = "max" if rng.random() < 0.6 else "min"
+        # "top 3 by weight" says the highest; only a template with {most} can ask the lowest
+        direction = "max" if rng.random() < 0.6 or "{most}" not in tmpl.text else "min"
         program = {"op": "top", "k": k, "column": col, "direction": direction, "where": where}
         rows = top_rows(self.table, program)
         if len(rows) != k:  # a tie at the k-th value would make the question ambiguous
@@ -692,7 +716,7 @@ class PairGenerator:
     def _distinct(self, tmpl, split, code, pool, rng) -> QAPair | None:
         col = self._pick(self.group_cols, rng)
         where: list[dict] = []
-        if "{where_with}" in tmpl.text:
+        if _wants_where(tmpl):
             where = self._where(pool, rng, exclude=col) or []
             if not where or any(c["column"] == col for c in where):
                 return None

@@ -9,7 +9,9 @@ questions about cars, airports or anything else.
 Slots: ``{entity}``, ``{a}``/``{b}`` (two entities), ``{col}`` (column words), ``{noun}`` /
 ``{nouns}`` (what one row is, e.g. "car"/"cars"), ``{value}`` (a formatted value with its unit),
 ``{more}`` ("higher"/"lower"), ``{most}`` ("highest"/"lowest"), ``{where_with}`` ("origin
-Japan and model year 1976") and ``{where_is}`` ("origin is Japan and model year is 1976").
+Japan and model year 1976"), ``{where_is}`` ("origin is Japan and model year is 1976") and
+``{where_adj}`` ("Japan 1976 model year", only for filters of category values). Templates are
+only ever appended to a type's list, so published ids keep their meaning.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "How much {col} does {entity} have?",
         "Give me the {col} of {entity}.",
         "what's {entity}'s {col}",
+        "{col} of {entity}?",
+        "whats the {col} on {entity}",
+        "i need the {col} for {entity}",
+        "look up the {col} of {entity}",
+        "how about the {col} of {entity}?",
     ],
     "compare": [
         "Which has the {more} {col}: {a} or {b}?",
@@ -61,6 +68,9 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "{a} or {b}: which one has the {more} {col}?",
         "Compare {a} and {b}: which has the {more} {col}?",
         "{a} vs {b}, {more} {col}?",
+        "which one has more {col}, {a} or {b}?",
+        "who has the {more} {col}: {a} or {b}?",
+        "{a} or {b}, which is {more} on {col}?",
     ],
     "superlative": [
         "Which {noun} with {where_with} has the {most} {col}?",
@@ -68,6 +78,9 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "Of all {nouns} with {where_with}, which one has the {most} {col}?",
         "{nouns} with {where_with}: which has the {most} {col}?",
         "The {noun} with the {most} {col} among {nouns} with {where_with}?",
+        "which {where_adj} {noun} has the {most} {col}?",
+        "{most} {col} among {where_adj} {nouns}?",
+        "the {where_adj} {noun} with the {most} {col}",
     ],
     "aggregate": [
         ("count", "How many {nouns} have {where_with}?"),
@@ -86,6 +99,13 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         ("sum", "Sum of the {col} of {nouns} with {where_with}?"),
         ("min", "Smallest {col} among {nouns} with {where_with}?"),
         ("max", "Largest {col} among {nouns} whose {where_is}?"),
+        ("mean", "average {col} of {where_adj} {nouns}"),
+        ("count", "how many {where_adj} {nouns} are there?"),
+        ("count", "number of {where_adj} {nouns}"),
+        ("sum", "total {col} of the {where_adj} {nouns}"),
+        ("max", "max {col} for {where_adj} {nouns}?"),
+        ("min", "min {col} of {nouns} with {where_with}"),
+        ("mean", "mean {col} of {where_adj} {nouns}?"),
     ],
     "claim": [
         "Is the {col} of {entity} {value}?",
@@ -98,6 +118,11 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         (">", "Is the {col} of {entity} above {value}?"),
         ("<", "Does {entity} have a {col} below {value}?"),
         (">", "{entity} has more than {value} {col}, true?"),
+        "{entity} has a {col} of {value}, correct?",
+        "is {entity}'s {col} {value}?",
+        (">", "{entity}'s {col} is over {value}, right?"),
+        ("<", "is the {col} of {entity} under {value}?"),
+        ("<", "{entity} has less than {value} {col}, yes?"),
     ],
     "summary_row": [
         "Summarize the row for {entity}.",
@@ -105,12 +130,17 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "Give a short summary of {entity}.",
         "Tell me about {entity}.",
         "What do we know about {entity}?",
+        "info on {entity}",
+        "what can you tell me about {entity}?",
+        "{entity} overview",
     ],
     "summary_group": [
         "Summarize the {nouns} with {where_with}.",
         "Describe the {nouns} whose {where_is}.",
         "Give an overview of the {nouns} with {where_with}.",
         "Tell me about the {nouns} with {where_with}.",
+        "overview of the {where_adj} {nouns}",
+        "describe the {where_adj} {nouns}",
     ],
     # Row-set questions: their answers are computed by the program (lists, rankings, groups)
     # and are not meant to be read off a context.
@@ -119,17 +149,24 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "Which {nouns} have {where_with}?",
         "Name all {nouns} whose {where_is}.",
         "Show me the {nouns} with {where_with}.",
+        "show all {where_adj} {nouns}",
+        "list the {where_adj} {nouns}",
+        "any {nouns} with {where_with}?",
     ],
     "top": [
         "What are the {k} {nouns} with the {most} {col}?",
         "Which {k} {nouns} have the {most} {col}?",
         "Among {nouns} with {where_with}, which {k} have the {most} {col}?",
         "{k} {nouns} with the {most} {col}?",
+        "top {k} {nouns} by {col}",
+        "top {k} {where_adj} {nouns} by {col}",
     ],
     "distinct": [
         "How many different {col} values are there?",
         "How many distinct {col} values do the {nouns} have?",
         "How many different {col} values do {nouns} with {where_with} have?",
+        "how many unique {col} values are there?",
+        "number of distinct {col} values",
     ],
     "group": [
         ("mean", "What is the average {col} for each {by}?"),
@@ -141,6 +178,10 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         ("mean", "Average {col} per {by}?"),
         ("sum", "Total {col} by {by}?"),
         ("count", "Number of {nouns} per {by}?"),
+        ("mean", "avg {col} per {by}"),
+        ("count", "how many {nouns} per {by}?"),
+        ("max", "max {col} for each {by}"),
+        ("sum", "{col} total per {by}"),
     ],
 }
 
@@ -208,6 +249,24 @@ def where_is(table: Table, where: list[dict], decimals: int) -> str:
         for c in where
     ]
     return " and ".join(parts)
+
+
+def where_adj(table: Table, where: list[dict], decimals: int) -> str | None:
+    """A filter of category values as words before the noun.
+
+    ``Japan`` ("Japan cars"), ``6 cylinders``; None when a condition is a threshold (it has no
+    such form).
+    """
+    parts = []
+    for c in where:
+        if c["op"] != "==":
+            return None
+        v = value_words(table, c["column"], c["value"], decimals)
+        if isinstance(c["value"], str) and not any(ch.isdigit() for ch in v):
+            parts.append(v)
+        else:  # a number names nothing on its own: "6 cylinders", "1976 model year"
+            parts.append(f"{v} {col_words(table, c['column'])}")
+    return " ".join(parts) if parts else None
 
 
 def join_words(items: list[str]) -> str:

@@ -110,6 +110,18 @@ def _rows_note(verdict: Verdict) -> str:
     return f" ({verdict.get('reason', 'read from the rows, not computed by the table')})"
 
 
+def _summary_columns(p: Any) -> list[str]:
+    """The columns a group summary describes.
+
+    Those the request names, else every numeric column outside the filter, as the program
+    path's ``summary_group`` (training contexts show two; the reply is the table's own, so it
+    can state them all).
+    """
+    filter_cols = {f.column for f in p.filters}
+    named = [c for c in target_columns(p) if c not in filter_cols]
+    return named or [c for c in p.table.columns_of("numeric") if c not in filter_cols]
+
+
 def _group_program(r: Retrieval) -> dict | None:
     """The ``summary_group`` program of a summary request about a filtered group, else None."""
     p, t = r.parse, r.table
@@ -118,7 +130,7 @@ def _group_program(r: Retrieval) -> dict | None:
     return plain_program({
         "op": "summary_group",
         "where": where_conditions(p.filters),
-        "columns": target_columns(p, summary=True),
+        "columns": _summary_columns(p),
         "noun": entity_noun(t),
         "evidence": "facts" if r.facts else "rows",
     })
@@ -523,9 +535,7 @@ class Nodes:
             if p is not None and p.filters:
                 where = where_conditions(p.filters)
                 fits = not r.facts  # the whole group is in the context: name its rows
-                return group_summary(
-                    t, where, target_columns(p, summary=True), entity_noun(t), fits
-                )
+                return group_summary(t, where, _summary_columns(p), entity_noun(t), fits)
         except ProgramError:
             return None
         return None

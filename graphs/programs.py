@@ -26,7 +26,12 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from data_loaders.mentions import NameIndex, mention_score, normalize
-from data_loaders.misreading import contradictions, ungrounded_columns, unused_mentions
+from data_loaders.misreading import (
+    contradictions,
+    judgment_words,
+    ungrounded_columns,
+    unused_mentions,
+)
 from data_loaders.naming import plural
 from data_loaders.program_text import (
     ProgramSyntaxError,
@@ -182,7 +187,8 @@ class Programmer:
         t = index.table
         masked = mask_request(query, index)
         out: dict[str, Any] = {"table": t.name, "masked": masked.text, "attempts": 0,
-                               "spec": None, "error": None, "task": None, "confidence": None}
+                               "spec": None, "error": None, "task": None, "confidence": None,
+                               "judgment": judgment_words(masked)}
         models: list[tuple[str, BaseChatModel]] = [("student", self.student)]
         tries = 2 if self.config.repair else 1
         text, error = "", None
@@ -312,6 +318,18 @@ def run_reading(reading: dict, table: Table) -> dict[str, Any]:
             "verdict": Verdict(supported=False, reason=f"the program did not run: {msg}",
                                evidence=evidence, checked_by="table"),
             "answered_by": "program (failed)",
+        }
+    if reading.get("judgment"):  # "what is unusual about X": facts, not the answer
+        words = join_words([f'"{w}"' for w in reading["judgment"]])
+        return {
+            "answer": f"The table holds facts, not reasons or judgments ({words}). What it "
+                      f"computes: {_word(spec, answer, table)}",
+            "verdict": Verdict(
+                supported=None,
+                reason=f"the request asks for a reason or judgment ({words}); the facts shown "
+                       "are computed by the table but do not answer it",
+                evidence=evidence, checked_by="rows"),
+            "answered_by": "program (facts for a free question)",
         }
     return {
         "answer": _word(spec, answer, table),

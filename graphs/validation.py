@@ -27,6 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from data_loaders.mentions import NUMBER
+from data_loaders.misreading import foreign_unit
 from data_loaders.programs import OPS
 from data_loaders.serialize import format_value
 from data_loaders.templates import col_words
@@ -331,6 +333,10 @@ def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
     if set(p.tokens) & _NEGATIONS:  # "outside the usa", "not from Japan": filters read as ==
         return None
     where = where_conditions(p.filters)
+    if _unread_numbers(p, where):  # a number no filter was read from
+        return None
+    if any(_unit_after(p.tokens, c["value"], t, c["column"]) for c in where):
+        return None  # "weigh more than 5 kg" over a column in grams
     filter_cols = {f.column for f in p.filters}
     numeric = [c for c in target_columns(p) if c not in filter_cols]
     rows = p.row_ids
@@ -361,6 +367,33 @@ def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
         return {"op": "aggregate", "agg": p.agg, "column": numeric[0], "where": where,
                 "decimals": decimals}
     return None
+
+
+def _unit_after(tokens: list[str], value: Any, table: Any, col: str) -> bool:
+    """Whether the query writes `value` with a unit other than `col`'s (`foreign_unit`)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return False
+    for i, tok in enumerate(tokens[:-1]):
+        if NUMBER.match(tok) and abs(float(tok) - x) < 1e-9 and foreign_unit(
+                tokens[i + 1], table, col):
+            return True
+    return False
+
+
+def _unread_numbers(p: QueryParse, where: list[dict]) -> list[float]:
+    """Numbers of the query that no filter uses (outside entity names and column words)."""
+    inside = {i for m in (*p.entities, *p.columns) for i in range(m.start, m.end)}
+    used = []
+    for c in where:
+        try:
+            used.append(float(c["value"]))
+        except (TypeError, ValueError):
+            pass
+    return [float(tok) for i, tok in enumerate(p.tokens)
+            if i not in inside and NUMBER.match(tok)
+            and not any(abs(float(tok) - u) < 1e-9 for u in used)]
 
 
 @dataclass
@@ -495,6 +528,8 @@ def check_claim(parse: QueryParse, cfg: ValidationConfig | None = None) -> Claim
         if not cols or not parse.numbers:
             return None
         col, claimed = cols[0], parse.numbers[-1]
+        if _unit_after(parse.tokens, claimed, t, col):  # "weighs 2 tons" of a column in lbs
+            return None
         actual = row[col]
         op = _op_before(parse.tokens, claimed)
         if col in numeric and not pd.isna(actual) and op != "==":  # "is it under 2000 lbs?"

@@ -94,6 +94,9 @@ def test_a_right_reading_passes(cars, request_text, program):
     ("Among cars with cylinders 4 and origin Europe, which 4 have the highest weight?",
      "superlative Weight_in_lbs max where Cylinders == V1 and C1", (1, "4 rows")),
     ("top 3 heaviest cars", "superlative Weight_in_lbs max", (1, "3 rows")),
+    ("how many cars weigh more than 2 tons", "aggregate count where Weight_in_lbs > V1",
+     (1, "in tons")),
+    ("the honda civic weighs 900 kg, right?", "claim E1 Weight_in_lbs == V1", (1, "in kg")),
     ("is the horsepower of saab 99e above 165 hp?", "claim E1 Horsepower < V1", (1, "<")),
 ])
 def test_a_misreading_is_found(cars, request_text, program, found):

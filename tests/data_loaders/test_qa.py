@@ -1,5 +1,6 @@
 """QA-pair generation: every type and several phrasings, the recompute check, contexts, claims."""
 
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def test_every_type_with_several_templates(cars_ds):
         assert TEMPLATES[p.template].qtype == p.qtype
     for qtype in QUESTION_TYPES:
         assert len(used[qtype]) >= 2, (qtype, used[qtype])
-    assert len(used["aggregate"]) == len([t for t in TEMPLATES if t.startswith("aggregate/")])
+    n_aggregate = len([t for t in TEMPLATES if t.startswith("aggregate/")])
+    assert len(used["aggregate"]) >= 0.8 * n_aggregate  # ~70 pairs over 23 phrasings
 
 
 def test_budget_is_met_and_split_by_fraction(cars_ds, cars_cfg):
@@ -149,7 +151,10 @@ def test_claims_are_balanced_and_false_values_plausible(cars, cars_ds):
 def test_answers_use_aliases_units_and_rounding(cars, cars_ds):
     hp = [p for p in cars_ds.all_pairs() if p.qtype == "lookup"
           and p.provenance.program["column"] == "Horsepower"]
-    assert hp and all(p.answer.endswith(" hp") and "horsepower" in p.question for p in hp)
+    # the alias, or the unit as people name the column ("the hp of ..."; casual_share)
+    assert hp and all(p.answer.endswith(" hp") and re.search(r"horsepower|\bhp\b", p.question)
+                      for p in hp)
+    assert any("horsepower" in p.question for p in hp)
     for p in cars_ds.all_pairs():
         if p.qtype == "aggregate" and p.provenance.program["agg"] == "mean":
             number = p.answer.split()[0]

@@ -181,3 +181,12 @@ def test_a_comparison_with_an_empty_cell_says_so(cars):
     s = _ask(g, "which has more horsepower, ford pinto or amc rebel sst?")
     assert s["answer"].startswith("The table has no horsepower value for ford pinto, so")
     assert s["verdict"]["supported"] is True and s["answered_by"] == "program"
+
+
+def test_a_judgment_gets_the_facts_never_marked_as_its_answer(cars):
+    g, _ = _graph(cars, ["summary_row E1"])
+    s = _ask(g, "what is unusual about the ford pinto?")
+    assert s["answer"].startswith('The table holds facts, not reasons or judgments ("unusual")')
+    assert "ford pinto" in s["answer"]
+    assert s["verdict"]["supported"] is None and s["verdict"]["checked_by"] == "rows"
+    assert s["answered_by"] == "program (facts for a free question)"

@@ -194,6 +194,18 @@ def test_a_negated_filter_is_not_computed_as_the_filter(retriever, question):
     assert table_program(retriever.retrieve(question).parse) is None
 
 
+def test_a_number_no_filter_reads_leaves_the_question_uncomputed(retriever):
+    """"more than 5 kg" over a column in grams is read as no filter: never count the group."""
+    from graphs.validation import table_program
+
+    p = retriever.retrieve("how many cars from japan weigh more than 2 tons").parse
+    assert table_program(p) is None
+    p = retriever.retrieve("how many cars are from japan").parse
+    assert table_program(p)["agg"] == "count"
+    p = retriever.retrieve("what is the 0-60 mph time of ford pinto").parse
+    assert table_program(p)["op"] == "lookup"
+
+
 @pytest.mark.parametrize(("claim", "true"), [
     ("is the weight of honda civic under 2000 lbs?", False),
     ("is the weight of honda civic below 3000 lbs?", True),
