@@ -96,7 +96,8 @@ def presented_as_checked(state: dict) -> bool:
     return v.get("checked_by") == "table" and state.get("answered_by") in ("program", "table")
 
 
-def _graph(model: str | None, table: str, program_mode: str = "auto"):
+def _graph(model: str | None, table: str, program_mode: str = "auto",
+           min_confidence: float | None = None):
     from data_loaders.config import TableConfig
     from data_loaders.config_loader import load_config
     from data_loaders.loaders import load_tables
@@ -105,10 +106,14 @@ def _graph(model: str | None, table: str, program_mode: str = "auto"):
     cfg_file = TABLE_CONFIGS.get(table)
     tcfg = load_config(TableConfig, cfg_file, section="table") if cfg_file else TableConfig()
     t = load_tables([ROOT / table], tcfg)[0]
-    return build_graph(model, [t], overrides=[f"program.mode={program_mode}"])
+    overrides = [f"program.mode={program_mode}"]
+    if min_confidence is not None:
+        overrides.append(f"program.min_confidence={min_confidence}")
+    return build_graph(model, [t], overrides=overrides)
 
 
-def run(requests: list[dict], model: str | None, program_mode: str = "auto") -> dict[str, Any]:
+def run(requests: list[dict], model: str | None, program_mode: str = "auto",
+        min_confidence: float | None = None) -> dict[str, Any]:
     """Every request through the graph of its table; per-request rows and the summary."""
     graphs: dict[str, Any] = {}
     rows = []
@@ -116,7 +121,7 @@ def run(requests: list[dict], model: str | None, program_mode: str = "auto") -> 
     for req in requests:
         g = graphs.get(req["table"])
         if g is None:
-            g = graphs[req["table"]] = _graph(model, req["table"], program_mode)
+            g = graphs[req["table"]] = _graph(model, req["table"], program_mode, min_confidence)
         thread = threads.get(req["follows"]) if req.get("follows") else None
         thread = thread or f"{req['id']}"
         threads[req["id"]] = thread
@@ -132,6 +137,7 @@ def run(requests: list[dict], model: str | None, program_mode: str = "auto") -> 
             "route": state.get("task"), "route_right": state.get("task") == ROUTES[req["route"]],
             "route_source": state.get("route_source"),
             "program": (state.get("program") or {}).get("text"),
+            "confidence": (state.get("program") or {}).get("confidence"),
             "answered_by": state.get("answered_by"), "seconds": round(seconds, 3),
         })
     return {"rows": rows, "summary": summarize(rows)}
@@ -150,6 +156,7 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
             "checked": len(checked),
             "precision": (sum(r["right"] for r in checked) / len(checked)) if checked else None,
             "router": sum(r["route_right"] for r in rs) / len(rs),
+            "asked_back": sum(r["answered_by"] == "program (asked back)" for r in rs),
             "routed_by_program": sum(r["route_source"] == "program" for r in rs) / len(rs),
             "p50_s": float(np.percentile(secs, 50)),
             "p95_s": float(np.percentile(secs, 95)),
@@ -202,16 +209,22 @@ def main() -> None:
     ap.add_argument("--program-mode", default="auto", choices=["auto", "always", "never"],
                     help="the graph's program.mode (always: a student trained on programs for "
                     "tables the probe cannot use, e.g. one without a name column)")
+    ap.add_argument("--min-confidence", type=float, default=None,
+                    help="the graph's program.min_confidence (default: the graph config's)")
+    ap.add_argument("--skip-natural", action="store_true",
+                    help="only the --split (e.g. to choose --min-confidence on val.jsonl)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     reqs = load_requests()
     if args.tables:
         reqs = [r for r in reqs if r["table"] in args.tables]
     result: dict[str, Any] = {"model": args.model, "program_mode": args.program_mode,
-                              "natural": run(reqs, args.model, args.program_mode)}
+                              "min_confidence": args.min_confidence}
+    if not args.skip_natural:
+        result["natural"] = run(reqs, args.model, args.program_mode, args.min_confidence)
     if args.split is not None:
         result["split"] = run(split_requests(args.split, "examples/data/cars.csv"), args.model,
-                              args.program_mode)
+                              args.program_mode, args.min_confidence)
         result["split"]["file"] = str(args.split)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")

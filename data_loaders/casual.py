@@ -28,7 +28,6 @@ _SHORT_FORMS = (
     (re.compile(r"\baverage\b", re.I), ("avg", "average")),
     (re.compile(r"\bmaximum\b", re.I), ("max",)),
     (re.compile(r"\bminimum\b", re.I), ("min",)),
-    (re.compile(r"\bplease\b", re.I), ("pls",)),
     (re.compile(r"\bwhich one\b", re.I), ("which",)),
 )
 

@@ -55,7 +55,6 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "Give me the {col} of {entity}.",
         "what's {entity}'s {col}",
         "{col} of {entity}?",
-        "whats the {col} on {entity}",
         "i need the {col} for {entity}",
         "look up the {col} of {entity}",
         "how about the {col} of {entity}?",
@@ -99,11 +98,7 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         ("sum", "Sum of the {col} of {nouns} with {where_with}?"),
         ("min", "Smallest {col} among {nouns} with {where_with}?"),
         ("max", "Largest {col} among {nouns} whose {where_is}?"),
-        ("mean", "average {col} of {where_adj} {nouns}"),
-        ("count", "how many {where_adj} {nouns} are there?"),
-        ("count", "number of {where_adj} {nouns}"),
         ("sum", "total {col} of the {where_adj} {nouns}"),
-        ("max", "max {col} for {where_adj} {nouns}?"),
         ("min", "min {col} of {nouns} with {where_with}"),
         ("mean", "mean {col} of {where_adj} {nouns}?"),
     ],
@@ -139,8 +134,6 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "Describe the {nouns} whose {where_is}.",
         "Give an overview of the {nouns} with {where_with}.",
         "Tell me about the {nouns} with {where_with}.",
-        "overview of the {where_adj} {nouns}",
-        "describe the {where_adj} {nouns}",
     ],
     # Row-set questions: their answers are computed by the program (lists, rankings, groups)
     # and are not meant to be read off a context.
@@ -150,8 +143,6 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         "Name all {nouns} whose {where_is}.",
         "Show me the {nouns} with {where_with}.",
         "show all {where_adj} {nouns}",
-        "list the {where_adj} {nouns}",
-        "any {nouns} with {where_with}?",
     ],
     "top": [
         "What are the {k} {nouns} with the {most} {col}?",
@@ -179,8 +170,6 @@ _PHRASINGS: dict[str, list[str | tuple[str, str]]] = {
         ("sum", "Total {col} by {by}?"),
         ("count", "Number of {nouns} per {by}?"),
         ("mean", "avg {col} per {by}"),
-        ("count", "how many {nouns} per {by}?"),
-        ("max", "max {col} for each {by}"),
         ("sum", "{col} total per {by}"),
     ],
 }

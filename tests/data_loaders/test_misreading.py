@@ -63,7 +63,7 @@ def test_no_gold_program_reads_as_a_misreading(table_file, config):
 @pytest.mark.parametrize("request_text,program", [
     ("how heavy is the plymouth satellite", "lookup E1 Weight_in_lbs"),
     ("whats the mpg on a toyota corolla 1200", "lookup E1 Miles_per_Gallon"),
-    ("engine size of the pontiac catalina", "lookup E1 Displacement"),
+    ("how fast does the ford pinto accelerate", "lookup E1 Acceleration"),
     ("which is more powerfull, amc rebel sst or ford torino", "compare E1 E2 Horsepower max"),
     ("average weight of japanese cars", "aggregate mean Weight_in_lbs where C1"),
     ("which european car has the lowest horsepwer", "superlative Horsepower min where C1"),
