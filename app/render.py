@@ -120,6 +120,14 @@ def _route_body(update: dict[str, Any]) -> str:
             lines.append(f"Lowest token probability: {program['confidence']:.2f}.")
         if program.get("error"):
             lines.append(f"It does not run: {program['error']}.")
+        misread = [*(f"it leaves out {u}" for u in program.get("unused") or []),
+                   *(program.get("contradicts") or []),
+                   *(f"the request never names {c}" for c in program.get("unnamed") or [])]
+        if misread:
+            lines.append("It misreads the request: " + "; ".join(misread) + ".")
+        if program.get("judgment"):
+            lines.append("The request asks for a reason or judgment ("
+                         + ", ".join(program["judgment"]) + "), which no program computes.")
     if source == "rules":
         lines.append("Decided by keyword rules (the model's scores were not confident enough).")
     elif source == "program":
@@ -158,7 +166,11 @@ def answered_by_text(answered_by: str | None, model_label: str | None = None) ->
         return (f"The student model{f' ({model_label})' if model_label else ''} wrote the "
                 "program; the table computed the answer.")
     if who == "program (asked back)":
-        return "The student was unsure of its reading, so the reply asks before answering."
+        return ("The student was unsure of its reading, or its program misreads the request's "
+                "own words, so the reply asks before answering.")
+    if who == "program (facts for a free question)":
+        return ("The request asks for a reason or a judgment the table cannot compute; the "
+                "reply shows the facts the student's program computed, not marked as the answer.")
     if who == "program (failed)":
         return "The student's program did not run on the table; the reply says why."
     if who == "student":

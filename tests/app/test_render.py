@@ -110,3 +110,8 @@ def test_route_step_shows_the_students_program():
     assert "`lookup E1 Weight_in_lbs`" in body and "how heavy is the E1" in body
     assert "0.93" in body and "operation" in body
     assert "table computed the answer" in answered_by_text("program")
+    update["program"].update(unnamed=["Year"], contradicts=["the request asks for the average "
+                                                            "but the program takes sum"])
+    body = step_view("route", update).body
+    assert "never names Year" in body and "takes sum" in body
+    assert "not marked as the answer" in answered_by_text("program (facts for a free question)")
