@@ -178,6 +178,28 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     }
 
 
+def sweep(rows: list[dict], thresholds: list[float]) -> list[dict[str, Any]]:
+    """What each ``program.min_confidence`` would give, from one run at 0.
+
+    A reply answered from the student's program whose lowest token probability is under a
+    threshold would have asked back instead (not right, not checked); every other reply is the
+    same at any threshold, so one run at 0 gives the whole curve exactly.
+    """
+    out = []
+    for t in thresholds:
+        def held(r: dict, t: float = t) -> bool:
+            return r["answered_by"] == "program" and (r["confidence"] or 0.0) < t
+
+        checked = [r for r in rows if r["checked"] and not held(r)]
+        out.append({
+            "min_confidence": t,
+            "accuracy": sum(r["right"] and not held(r) for r in rows) / len(rows),
+            "checked": len(checked),
+            "precision": (sum(r["right"] for r in checked) / len(checked)) if checked else None,
+        })
+    return out
+
+
 def split_requests(split_file: Path, table: str) -> list[dict]:
     """A dataset split as requests: the reference answer is expected in the reply."""
     out = []
@@ -213,8 +235,13 @@ def main() -> None:
                     help="the graph's program.min_confidence (default: the graph config's)")
     ap.add_argument("--skip-natural", action="store_true",
                     help="only the --split (e.g. to choose --min-confidence on val.jsonl)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="run at min_confidence 0 and report accuracy and precision at each "
+                    "threshold from 0 to 0.9 (choose it on a val split, never on the natural set)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.sweep:
+        args.min_confidence = 0.0
     reqs = load_requests()
     if args.tables:
         reqs = [r for r in reqs if r["table"] in args.tables]
@@ -226,6 +253,13 @@ def main() -> None:
         result["split"] = run(split_requests(args.split, "examples/data/cars.csv"), args.model,
                               args.program_mode, args.min_confidence)
         result["split"]["file"] = str(args.split)
+    if args.sweep:
+        grid = [round(0.1 * i, 1) for i in range(10)]
+        for name in ("natural", "split"):
+            if name in result:
+                result[name]["sweep"] = sweep(result[name]["rows"], grid)
+                for row in result[name]["sweep"]:
+                    print(name, json.dumps(row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")

@@ -29,3 +29,18 @@ def test_scorer(expected, kind, reply, supported, right):
              "answered_by": "program"}
     assert score_reply(req, state) is right
     assert presented_as_checked(state)
+
+
+def test_sweep_holds_back_only_unsure_program_replies():
+    from benchmarks.bench_natural import sweep
+
+    rows = [
+        {"answered_by": "program", "confidence": 0.9, "right": True, "checked": True},
+        {"answered_by": "program", "confidence": 0.3, "right": False, "checked": True},
+        {"answered_by": "program", "confidence": 0.2, "right": True, "checked": True},
+        {"answered_by": "table", "confidence": None, "right": True, "checked": True},
+    ]
+    at = {r["min_confidence"]: r for r in sweep(rows, [0.0, 0.25, 0.5])}
+    assert at[0.0]["accuracy"] == 0.75 and at[0.0]["precision"] == 0.75
+    assert at[0.25]["accuracy"] == 0.5 and at[0.25]["precision"] == 2 / 3
+    assert at[0.5]["accuracy"] == 0.5 and at[0.5]["precision"] == 1.0 and at[0.5]["checked"] == 2
