@@ -155,15 +155,23 @@ _DOWN_EXTREME = ("lowest", "least", "smallest", "fewest", "lightest", "shortest"
 # The three aggregates a request names outright; min and max go by the extreme words above.
 _AGG_WORDS = {
     "mean": ("average", "avg", "mean"),
-    "sum": ("total", "sum", "combined", "altogether"),
-    "count": ("how many", "number of", "count"),
+    "sum": ("total", "sum", "combined", "altogether", "add up"),
+    "count": ("how many", "number", "count"),
 }
+_SUMMARY_WORDS = ("summarize", "summarise", "summary", "describe", "overview", "tell me about",
+                  "know about", "tell me everything")
+_ROW_WORDS = ("which", "who")  # ask for a row by name, not for a number
 _SEVERAL = re.compile(r"\b(?:top|which|what|the|first|last|name|list)\s+(V\d+)\b|\b(V\d+)\s+(?:"
                       + "|".join(_UP_EXTREME + _DOWN_EXTREME) + r")\b")
 
 
 def _says(text: str, words: tuple[str, ...]) -> bool:
-    return any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)
+    """Whether `text` says one of `words`; a one-word entry of 6+ letters also as a typo."""
+    if any(re.search(rf"\b{re.escape(w)}\b", text) for w in words):
+        return True
+    long = {w for w in words if " " not in w and len(w) >= 6}
+    return bool(long) and any(len(t) >= 5 and any(t[0] == w[0] and _close(t, w) for w in long)
+                              for t in text.split())
 
 
 def contradictions(text: str, masked: Masked, table: Table | None = None) -> list[str]:
@@ -211,6 +219,19 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
     if len(said) == 1 and said[0] == "count" and op in ("aggregate", "group") \
             and len(toks) > 1 and toks[1] in ("min", "max"):
         out.append(f"the request asks how many but the program takes {toks[1]}")
+    agg = toks[1] if op in ("aggregate", "group") and len(toks) > 1 else None
+    if agg in _AGG_WORDS and agg not in said:
+        out.append(f"the program takes {agg} but the request never says "
+                   f"{_AGG_WORDS[agg][0]!r} or the like")
+    if agg in ("min", "max") and not (up_x or down_x or _says(req, ("best", "worst"))):
+        out.append(f"the program takes {agg} but the request names no highest or lowest")
+    if _says(req, _ROW_WORDS) and op in ("aggregate", "distinct", "group"):
+        out.append("the request asks which, but the program computes a number")
+    summary = _says(req, _SUMMARY_WORDS)
+    if summary and not op.startswith("summary"):
+        out.append(f"the request asks for a summary but the program is a {op}")
+    if op.startswith("summary") and said:
+        out.append(f"the request asks for the {_AGG_WORDS[said[0]][0]}, not a summary")
     if table is not None:
         out += _unit_clashes(text, masked, table)
     if op == "superlative":

@@ -256,7 +256,7 @@ class DistillationConfig(StrictModel):
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Soft-target cache.")
 
     # ---------------------------------------------------------------- optimization
-    max_steps: int = Field(200, ge=1, le=10_000_000, description="Optimizer steps to train.")
+    max_steps: int = Field(400, ge=1, le=10_000_000, description="Optimizer steps to train.")
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per micro-batch.")
     grad_accum_steps: int = Field(
         1, ge=1, le=4096, description="Micro-batches per optimizer step."

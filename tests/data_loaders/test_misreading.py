@@ -98,6 +98,16 @@ def test_a_right_reading_passes(cars, request_text, program):
      (1, "in tons")),
     ("the honda civic weighs 900 kg, right?", "claim E1 Weight_in_lbs == V1", (1, "in kg")),
     ("is the horsepower of saab 99e above 165 hp?", "claim E1 Horsepower < V1", (1, "<")),
+    # an aggregate, a number or a summary the request never asks for
+    ("lightest european car?", "aggregate count where C1", (1, "never says 'how many'")),
+    ("which japanese car has the best fuel economy",
+     "aggregate sum Miles_per_Gallon where C1", (1, "asks which")),
+    ("what is the avreage weight of cars from japan", "aggregate sum Weight_in_lbs where C1",
+     (1, "average")),
+    ("how many wheels does the ford pinto have", "summary_row E1", (1, "not a summary")),
+    ("describe the cars from japan", "list where C1", (1, "asks for a summary")),
+    ("fuel economy of cars from japan", "aggregate max Miles_per_Gallon where C1",
+     (1, "no highest or lowest")),
 ])
 def test_a_misreading_is_found(cars, request_text, program, found):
     which, words = found
