@@ -227,6 +227,8 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
         out.append(f"the program takes {agg} but the request names no highest or lowest")
     if _says(req, _ROW_WORDS) and op in ("aggregate", "distinct", "group"):
         out.append("the request asks which, but the program computes a number")
+    if "count" in said and _says(req, ("different", "distinct", "unique")) and op != "distinct":
+        out.append(f"the request asks how many different values, but the program is a {op}")
     summary = _says(req, _SUMMARY_WORDS)
     if summary and not op.startswith("summary"):
         out.append(f"the request asks for a summary but the program is a {op}")

@@ -106,6 +106,7 @@ def test_a_right_reading_passes(cars, request_text, program):
      (1, "average")),
     ("how many wheels does the ford pinto have", "summary_row E1", (1, "not a summary")),
     ("describe the cars from japan", "list where C1", (1, "asks for a summary")),
+    ("how many unique origins are in the table", "group count by Origin", (1, "different")),
     ("fuel economy of cars from japan", "aggregate max Miles_per_Gallon where C1",
      (1, "no highest or lowest")),
 ])
