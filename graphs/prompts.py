@@ -29,6 +29,8 @@ VALIDATE_PATTERNS = (
     # a statement with a tag question: "X has 8 cylinders, right?", "... isn't it?"
     r"(?<!\bthe )\b(?:right|correct|true|yes|no|isn'?t it|aren'?t they|don'?t they|doesn'?t it)"
     r"\s*\?+\s*$",
+    # ... and typed without the question mark, after a comma: "X has 8 cylinders, right"
+    r",\s*(?:right|correct|true|yes|isn'?t it|aren'?t they|don'?t they|doesn'?t it)\s*$",
 )
 SUMMARIZE_PATTERNS = (
     r"\bsummari[sz]e\b",
@@ -40,6 +42,7 @@ SUMMARIZE_PATTERNS = (
     r"\bprofile of\b",
     r"\bwhat do (?:we|you) know about\b",
     r"\bgive me (?:a |an )?(?:rundown|brief)\b",
+    r"\binfo(?:rmation)? (?:on|about)\b",
 )
 
 # Replies the graph writes itself.
