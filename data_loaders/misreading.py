@@ -7,9 +7,11 @@ prompt and the ask-back reply (empty: nothing found):
 
 - `unused_mentions`: a mention slot of the request the program leaves out;
 - `contradictions`: the request's words say the opposite direction ("above" read as ``<``,
-  "lowest" as ``max``), another aggregate ("average" read as ``sum``), several rows ("which
-  4 have the highest ...") where the program picks one, or another unit ("more than 5 kg"
-  compared with a column in g: `foreign_unit`);
+  "lowest" as ``max``), another aggregate ("average" read as ``sum``, an aggregate it never
+  says, "which" read as a number, "how many different" read as anything but ``distinct``),
+  a summary where the program is another op (or the reverse), several rows ("which 4 have
+  the highest ...") where the program picks one, or another unit ("more than 5 kg" compared
+  with a column in g: `foreign_unit`); the words count with one typo ("avreage");
 - `ungrounded_columns`: a column of the program the request never names, by the column's
   own words, its unit, a category value of it, or an everyday word for the same measure
   (``measure_words.json``: "heavy" names a weight column, "mileage" a fuel economy one);
@@ -17,7 +19,7 @@ prompt and the ask-back reply (empty: nothing found):
   facts a program computes are shown, never as the answer.
 
 Every check is one-sided: it can only stop an answer (the graph repairs once, then asks back),
-never make one. Every gold program of our datasets passes all three (tested over several tables).
+never make one. Every gold program of our datasets passes all of them (tested over five tables).
 """
 
 from __future__ import annotations
