@@ -177,14 +177,19 @@ def _says(text: str, words: tuple[str, ...]) -> bool:
 
 
 def contradictions(text: str, masked: Masked, table: Table | None = None) -> list[str]:
-    """Where a program contradicts the request's own words (direction, aggregate, row count).
+    """Where a program contradicts the request's own words.
 
     Only unambiguous words count: a request that says "above" (and never "below") read with
     ``<``; "lowest" (and never a word for the highest) read with ``max``; exactly one of
-    "average", "total", "how many" read with another of ``mean``/``sum``/``count``; a number
-    of rows ("which 4 ...", "top 3", "5 most ...") read as one row (``superlative``). With
-    `table`, numbers that are a column's own words ("0-60 mph time") are not row counts. The
-    graph treats a contradiction like a misreading: one repair, then it asks back.
+    "average", "total", "how many" read with another of ``mean``/``sum``/``count``; an
+    aggregate ``mean``/``sum``/``count`` the request never says, or ``min``/``max`` where it
+    names no extreme; "which"/"who" read as a number; "how many different" read as anything
+    but ``distinct``; a summary request read as another op, or a count read as a summary; a
+    number of rows ("which 4 ...", "top 3", "5 most ...") read as one row (``superlative``);
+    with `table`, a number written in another unit than its column's (`foreign_unit`). With
+    `table`, a column's own words ("total points", "0-60 mph time") name no aggregate and no
+    row count. The graph treats a contradiction like a misreading: one repair, then it asks
+    back.
     """
     req = masked.text
     up_t, down_t = _says(req, _UP_THRESHOLD), _says(req, _DOWN_THRESHOLD)
