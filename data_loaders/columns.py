@@ -290,7 +290,8 @@ def detect_entity_column(df: pd.DataFrame, column_types: dict) -> str | None:
     return best[1] if best else None
 
 
-def _name_words(column: str) -> list[str]:
+def name_words(column: str) -> list[str]:
+    """The lower-case words of a column name: ``_``, camelCase and digits split."""
     return [w.lower() for w in _WORDS.findall(str(column))]
 
 
@@ -298,12 +299,12 @@ def is_index_name(column: str) -> bool:
     """Whether a column is named like a row index (``rownames``, ``Unnamed: 0``, ``index``)."""
     name = str(column).strip()
     return bool(_AUTO_NAME.fullmatch(name)) or (
-        name.lower() in INDEX_NAMES or "_".join(_name_words(name)) in INDEX_NAMES
+        name.lower() in INDEX_NAMES or "_".join(name_words(name)) in INDEX_NAMES
     )
 
 
 def _is_id_name(column: str) -> bool:
-    words = _name_words(column)
+    words = name_words(column)
     return bool(words) and words[-1] in ID_WORDS
 
 
@@ -345,7 +346,7 @@ def index_columns(
             elif (
                 position == 0
                 and len(x) > 2
-                and not ORDINAL_WORDS & set(_name_words(col))
+                and not ORDINAL_WORDS & set(name_words(col))
                 and np.all(np.abs(np.diff(x)) == 1)  # unique, so 1, 2, 3, ... or down
             ):
                 found[col] = "first column counts the rows (a row index)"

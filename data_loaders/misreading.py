@@ -30,6 +30,7 @@ import json
 import re
 from pathlib import Path
 
+from data_loaders.columns import name_words
 from data_loaders.mentions import NUMBER, normalize
 from data_loaders.program_text import Masked, column_id, parse_text
 from data_loaders.programs import ProgramError
@@ -46,9 +47,8 @@ _FILLER = frozenset(
 
 def _column_own_words(table: Table, col: str) -> set[str]:
     """The words of a column's name (``_`` and camelCase split), display words and unit."""
-    name = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(col)).replace("_", " ")
-    words: set[str] = set()
-    for text in (name, col_words(table, col), table.display_name(col), table.units.get(col) or ""):
+    words: set[str] = set(name_words(col))
+    for text in (col_words(table, col), table.display_name(col), table.units.get(col) or ""):
         words.update(normalize(text).split())
     return {w for w in words if len(w) > 1 and w not in _FILLER and not NUMBER.match(w)}
 
@@ -209,27 +209,22 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
         out.append("the request asks for the highest but the program takes min")
     if down_x and not up_x and dirs == {"max"}:
         out.append("the request asks for the lowest but the program takes max")
+    own = _own_words(table)
     plain = re.sub(r"\bsum up\b|\bsummar\w*", " ", req)
-    if table is not None:  # a column's own words ("total points") name no aggregate
-        own = _own_words(table)
+    if own:  # a column's own words ("total points") name no aggregate
         # "number of cylinders" names the cylinders column, not a count
         alts = "|".join(sorted(map(re.escape, own), key=len, reverse=True))
         if alts:
             plain = re.sub(rf"\bnumber of (?=(?:{alts})\b)", " ", plain)
         plain = " ".join(w for w in plain.split() if w not in own)
     said = [agg for agg, words in _AGG_WORDS.items() if _says(plain, words)]
-    if len(said) == 1 and op in ("aggregate", "group") and len(toks) > 1:
-        agg = toks[1]
-        if agg in _AGG_WORDS and agg != said[0]:
-            out.append(f"the request asks for the {_AGG_WORDS[said[0]][0]} but the program "
-                       f"takes {agg}")
-    if len(said) == 1 and said[0] == "count" and op in ("aggregate", "group") \
-            and len(toks) > 1 and toks[1] in ("min", "max"):
-        out.append(f"the request asks how many but the program takes {toks[1]}")
     agg = toks[1] if op in ("aggregate", "group") and len(toks) > 1 else None
     if agg in _AGG_WORDS and agg not in said:
-        out.append(f"the program takes {agg} but the request never says "
-                   f"{_AGG_WORDS[agg][0]!r} or the like")
+        out.append(f"the request asks for the {_AGG_WORDS[said[0]][0]} but the program takes "
+                   f"{agg}" if len(said) == 1 else f"the program takes {agg} but the request "
+                   f"never says {_AGG_WORDS[agg][0]!r} or the like")
+    if said == ["count"] and agg in ("min", "max"):
+        out.append(f"the request asks how many but the program takes {agg}")
     if agg in ("min", "max") and not (up_x or down_x or _says(req, ("best", "worst"))):
         out.append(f"the program takes {agg} but the request names no highest or lowest")
     if _says(req, _ROW_WORDS) and op in ("aggregate", "distinct", "group"):
@@ -248,7 +243,7 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
         for m in _SEVERAL.finditer(req):
             name = m.group(1) or m.group(2)
             after = req[m.end():].split()[:1] if m.group(1) else []
-            if after and _names(after[0], skip | _own_words(table)):
+            if after and _names(after[0], skip | own):
                 continue  # "the V1 cylinders car": a filter value before its column's words
             slot = masked.slots.get(name)
             if slot is not None and slot.kind == "number" and slot.text not in skip \
@@ -299,8 +294,7 @@ def foreign_unit(word: str | None, table: Table, col: str) -> bool:
     said = _UNIT_OF.get(word or "")
     if said is None:
         return False
-    own = normalize(table.units.get(col) or "").split() or \
-        normalize(re.sub(r"([a-z])([A-Z])", r"\1 \2", str(col)).replace("_", " ")).split()
+    own = normalize(table.units.get(col) or "").split() or name_words(col)
     units = {_UNIT_OF[w] for w in own if w in _UNIT_OF}
     return bool(units) and said not in units
 
