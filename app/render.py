@@ -165,6 +165,10 @@ def answered_by_text(answered_by: str | None, model_label: str | None = None) ->
     if who == "program":
         return (f"The student model{f' ({model_label})' if model_label else ''} wrote the "
                 "program; the table computed the answer.")
+    if who == "program + student prose":
+        return (f"The student model{f' ({model_label})' if model_label else ''} wrote the "
+                "program and worded the facts the table computed; every number, name and value "
+                "in its prose was checked against those facts.")
     if who == "program (asked back)":
         return ("The student was unsure of its reading, or its program misreads the request's "
                 "own words, so the reply asks before answering.")
@@ -228,6 +232,9 @@ def step_view(
             parts.append("No rows of the tables match the question.")
         if update.get("answered_by"):
             parts.append(answered_by_text(update["answered_by"], model_label))
+        if (prose := update.get("prose")) and prose.get("why"):
+            parts.append(f"The student's prose was not shown ({prose['why']}): "
+                         f"*{prose.get('text', '')[:300]}*")
         if update.get("attempts", 0) > 1:
             parts.append(f"Model calls this turn: {update['attempts']}.")
     elif node == "finalize":

@@ -45,7 +45,7 @@ _FILLER = frozenset(
 )
 
 
-def _column_own_words(table: Table, col: str) -> set[str]:
+def column_own_words(table: Table, col: str) -> set[str]:
     """The words of a column's name (``_`` and camelCase split), display words and unit."""
     words: set[str] = set(name_words(col))
     for text in (col_words(table, col), table.display_name(col), table.units.get(col) or ""):
@@ -61,7 +61,7 @@ def _groups() -> tuple[frozenset[str], ...]:
 
 def column_terms(table: Table, col: str) -> set[str]:
     """Every word that names `col` in a request: its own words plus their everyday groups."""
-    own = _column_own_words(table, col)
+    own = column_own_words(table, col)
     terms = set(own)
     for group in _groups():
         if group & own:
@@ -137,7 +137,7 @@ def unused_mentions(text: str, masked: Masked, table: Table) -> list[str]:
 def _own_words(table: Table | None) -> set[str]:
     if table is None:
         return set()
-    return set().union(*(_column_own_words(table, c) for c in table.columns))
+    return set().union(*(column_own_words(table, c) for c in table.columns))
 
 
 def _column_number_words(table: Table) -> set[str]:

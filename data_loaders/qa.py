@@ -54,6 +54,7 @@ from data_loaders.programs import (
     superlative_row,
     top_rows,
 )
+from data_loaders.prose import prose_messages, reference_prose, summary_facts
 from data_loaders.schema import TASK_OF_TYPE, Provenance, QAPair
 from data_loaders.serialize import MAX_CELL_CHARS, format_number
 from data_loaders.table import Table
@@ -372,6 +373,11 @@ class PairGenerator:
         if t.entity_column:
             cols.insert(0, t.entity_column)
         masked = mask_request(question, self.names)
+        prose_input = prose_text = None
+        if program["op"] in ("summary_row", "summary_group"):
+            facts = summary_facts(t, program, self.decimals)
+            prose_input = prose_messages(t, facts, self.decimals)[1]["content"]
+            prose_text = reference_prose(t, facts, rng, self.decimals)
         return QAPair(
             id=pair_id(t.content_hash, tmpl.id, program),
             task=TASK_OF_TYPE[tmpl.qtype],
@@ -391,6 +397,8 @@ class PairGenerator:
             ),
             program_input=program_messages(t, masked)[1]["content"],
             program_text=to_text(program, masked),
+            prose_input=prose_input,
+            prose_text=prose_text,
         )
 
     def _where(

@@ -76,3 +76,13 @@ class QAPair(BaseModel):
         description="The program in the student's one-line language over the mention slots "
         "(the training target); None when the request does not show every mention it needs.",
     )
+    prose_input: str | None = Field(
+        None,
+        description="Summary pairs: the prose prompt's user message, the facts the table computes "
+        "for the summary program (`data_loaders.prose.prose_messages`).",
+    )
+    prose_text: str | None = Field(
+        None,
+        description="Summary pairs: those facts worded as prose (the training target; it passes "
+        "`data_loaders.prose.check_prose`).",
+    )

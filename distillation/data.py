@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 ROUTE_KIND = "route"  # `kind` of a routing example (see `routing_records`)
 PROGRAM_KIND = "program"  # `kind` of a program example (see `program_records`)
+PROSE_KIND = "prose"  # `kind` of a summary-prose example (see `program_records`)
 REQUIRED_FIELDS = ("question", "answer", "context")
 # Buckets hold this many batches: large enough to group similar lengths, small enough that the
 # epoch order stays well shuffled.
@@ -130,12 +131,15 @@ def routing_records(records: Sequence[Mapping], share: float, seed: int) -> list
     ]
 
 
-def program_records(records: Sequence[Mapping]) -> list[dict]:
+def program_records(records: Sequence[Mapping], prose: bool = False) -> list[dict]:
     """Program examples: prompt = the pair's program prompt, answer = its one-line program.
 
     The student's job in the graph is to read a request and write the program the table runs
     (`data_loaders.program_text`); ``prepare`` stores both halves in every pair
     (``program_input``, ``program_text``). The original answer is kept as ``reference``.
+    With `prose`, each summary pair adds a second example: the facts the table computed
+    (``prose_input``) → their wording (``prose_text``, `data_loaders.prose`), so the student
+    can write a summary's prose in the graph.
 
     Raises:
         InputError: no pair carries a program target (a dataset from an older ``prepare``).
@@ -146,6 +150,10 @@ def program_records(records: Sequence[Mapping]) -> list[dict]:
             continue
         out.append({**r, "kind": PROGRAM_KIND, "question": r["program_input"],
                     "answer": r["program_text"], "context": "", "reference": r["answer"]})
+        if prose and r.get("prose_input") and r.get("prose_text"):
+            out.append({**r, "id": f"prose:{r.get('id', '')}", "kind": PROSE_KIND,
+                        "question": r["prose_input"], "answer": r["prose_text"], "context": "",
+                        "reference": r["answer"]})
     if not out and records:
         raise InputError(
             "target: program, but no pair has a program target (program_input/program_text); "
@@ -162,6 +170,11 @@ def prompt_messages(pair: Mapping[str, Any]) -> list[dict]:
         from data_loaders.program_text import PROGRAM_SYSTEM
 
         return [{"role": "system", "content": PROGRAM_SYSTEM},
+                {"role": "user", "content": pair["question"]}]
+    if pair.get("kind") == PROSE_KIND:
+        from data_loaders.prose import PROSE_SYSTEM
+
+        return [{"role": "system", "content": PROSE_SYSTEM},
                 {"role": "user", "content": pair["question"]}]
     return build_messages(pair.get("context", ""), pair["question"])
 
@@ -232,8 +245,9 @@ def encode_example(
 ) -> dict[str, list[int]]:
     """Tokenize one pair for training: prompt masked, answer + end-of-turn as labels.
 
-    A routing example (``kind: "route"``, from `routing_records`) gets the routing prompt and a
-    program example (``kind: "program"``, from `program_records`) the program prompt.
+    A routing example (``kind: "route"``, from `routing_records`) gets the routing prompt, a
+    program example (``kind: "program"``, from `program_records`) the program prompt and a
+    prose example (``kind: "prose"``) the prose prompt.
 
     ``labels[t]`` is ``input_ids[t]`` on answer and end-of-turn tokens and -100 on the prompt
     (the HF convention; the batch shifts them). A prompt that would make the example longer than

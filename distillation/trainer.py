@@ -393,7 +393,9 @@ def read_records(
 ) -> tuple[list[dict], list[dict]]:
     """Train and val pairs from the arguments or from ``config.data_dir``.
 
-    With ``target: program`` every pair becomes a program example (`data.program_records`).
+    With ``target: program`` every pair becomes a program example (`data.program_records`),
+    and each train summary pair adds a prose example (facts → wording); val pairs stay program
+    examples only, so the val exact match is the programs'.
     With ``target: answer`` the train pairs are followed by ``routing_share`` of them again as
     routing examples (`data.routing_records`). The teacher adaptation and the student both
     learn what this returns.
@@ -414,7 +416,7 @@ def read_records(
     if config.target == "program" or (
         config.target == "auto" and with_program >= AUTO_PROGRAM_SHARE * len(train)
     ):
-        return program_records(train), program_records(val)
+        return program_records(train, prose=True), program_records(val)
     return train + routing_records(train, config.routing_share, config.seed), val
 
 

@@ -157,6 +157,16 @@ class ProgramConfig(StrictModel):
     repair: bool = Field(
         True, description="Give a program that does not run one retry with the error in the prompt."
     )
+    prose: bool = Field(
+        True,
+        description="Summaries: the student words the facts the table computed, and the prose is "
+        "shown only when every number, name and value in it checks against those facts "
+        "(`data_loaders.prose.check_prose`); otherwise, and with false, the reply is the "
+        "table's own summary sentences.",
+    )
+    prose_max_new_tokens: int = Field(
+        160, ge=16, le=512, description="Longest summary prose, in tokens."
+    )
 
 
 class ValidationConfig(StrictModel):

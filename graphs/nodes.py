@@ -122,6 +122,24 @@ def _summary_columns(p: Any) -> list[str]:
     return named or [c for c in p.table.columns_of("numeric") if c not in filter_cols]
 
 
+def _use_prose(out: dict, prose: dict) -> None:
+    """Put the student's checked summary prose in place of the table's sentences."""
+    v = out["verdict"]
+    if prose["why"] is not None:
+        out["verdict"] = Verdict(**{**v, "reason": f"{v['reason']}; the student's prose was not "
+                                                   f"shown ({prose['why']})"})
+        return
+    out["answer"] = prose["text"]
+    out["answered_by"] = "program + student prose"
+    out["verdict"] = Verdict(
+        supported=True,
+        reason=f"{v['reason']}; every number, name and value in the student's prose is one of "
+               "the facts the table computed",
+        evidence=[*v.get("evidence", []), *(f"fact: {ln}" for ln in prose["facts"])],
+        checked_by="table",
+    )
+
+
 def _group_program(r: Retrieval) -> dict | None:
     """The ``summary_group`` program of a summary request about a filtered group, else None."""
     p, t = r.parse, r.table
@@ -366,6 +384,9 @@ class Nodes:
         out = run_reading(reading, table)
         if out["answered_by"] == "program":
             base["table_program"] = plain_program(spec)
+            if spec["op"] in ("summary_row", "summary_group") and self.config.program.prose:
+                base["prose"] = prose = self.programmer.write_prose(spec, index)
+                _use_prose(out, prose)
         return {**base, **out}
 
     @staticmethod

@@ -42,6 +42,7 @@ from data_loaders.program_text import (
     route_of,
 )
 from data_loaders.programs import ProgramError, index_for, pandas_expr, run_program
+from data_loaders.prose import check_prose, facts_text, prose_messages, summary_facts
 from data_loaders.serialize import format_value
 from data_loaders.table import Table
 from data_loaders.templates import col_words, entity_noun, join_words, where_with
@@ -226,6 +227,29 @@ class Programmer:
             if fb is not None:
                 models.append((f"fallback:{self.fallback_name}", fb))
         return out
+
+    def write_prose(self, spec: dict, index: NameIndex) -> dict[str, Any]:
+        """The student's prose for a summary program, checked against the table's facts.
+
+        Returns ``{"text", "why", "facts"}``: ``why`` is None when every number, name and
+        value in the prose is one of the facts (`data_loaders.prose.check_prose`), else why the
+        prose may not be shown. One try: prose that fails is not shown, the table's own
+        sentences are.
+        """
+        table = index.table
+        try:
+            facts = summary_facts(table, spec)
+        except ProgramError as e:
+            return {"text": "", "why": str(e), "facts": []}
+        lines = facts_text(table, facts).splitlines()
+        try:
+            text, _ = _generate(self.student, prose_messages(table, facts),
+                                self.config.prose_max_new_tokens)
+        except Exception as e:  # a model that cannot generate: the table's sentences stand
+            log.info("summary prose failed: %s", e)
+            return {"text": "", "why": f"the student wrote no prose ({e})", "facts": lines}
+        text = text.strip()
+        return {"text": text, "why": check_prose(text, facts, table, index), "facts": lines}
 
     def index_of(self, table_name: str) -> NameIndex:
         """The `NameIndex` of a table by name."""

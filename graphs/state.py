@@ -74,6 +74,10 @@ class State(InputState, total=False):
     # was computed from or is about (the student's, or the one the question reads as), so a
     # caller can show what the table computed (the chat UI charts group values from it).
     table_program: dict[str, Any] | None
+    # A summary's prose by the student (`data_loaders.prose`): ``text``, ``why`` (None when
+    # every number, name and value in it checks against the table's facts, else the reason it
+    # was not shown) and ``facts`` (the fact lines it was checked against).
+    prose: dict[str, Any] | None
 
 
 def turn_defaults() -> dict[str, Any]:
@@ -92,4 +96,5 @@ def turn_defaults() -> dict[str, Any]:
         "attempts": 0,
         "program": None,
         "table_program": None,
+        "prose": None,
     }

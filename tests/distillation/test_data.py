@@ -174,3 +174,19 @@ def test_routing_records_take_a_seeded_share_labelled_with_the_task():
         assert r["answer"] == r["task"] == source["task"]
         assert r["question"] == source["question"] and r["context"] == ""
     assert routing_records(pairs, share=0.0, seed=0) == []
+
+
+def test_program_records_add_a_prose_example_per_train_summary_pair():
+    from distillation.data import PROSE_KIND, program_records, prompt_messages
+
+    base = {"task": "summarize", "question": "tell me about E1", "answer": "a has x 1.",
+            "program_input": "table t ...\nrequest: tell me about E1",
+            "program_text": "summary_row E1", "prose_input": "table t\nfacts:\ncar: a\nx: 1",
+            "prose_text": "a has x 1."}
+    lookup = {**base, "task": "qa", "program_text": "lookup E1 x", "prose_input": None,
+              "prose_text": None}
+    train = program_records([base, lookup], prose=True)
+    assert [r["kind"] for r in train] == ["program", PROSE_KIND, "program"]
+    assert train[1]["answer"] == "a has x 1." and train[1]["question"].endswith("x: 1")
+    assert "facts" in prompt_messages(train[1])[0]["content"]
+    assert len(program_records([base, lookup])) == 2  # val: programs only

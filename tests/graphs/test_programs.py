@@ -190,3 +190,41 @@ def test_a_judgment_gets_the_facts_never_marked_as_its_answer(cars):
     assert "ford pinto" in s["answer"]
     assert s["verdict"]["supported"] is None and s["verdict"]["checked_by"] == "rows"
     assert s["answered_by"] == "program (facts for a free question)"
+
+
+def _pinto_prose(cars) -> str:
+    from data_loaders.mentions import NameIndex
+    from data_loaders.program_text import bind, mask_request, parse_text
+    from data_loaders.prose import reference_prose, summary_facts
+
+    index = NameIndex(cars)
+    masked = mask_request("tell me about the ford mustang ii", index)
+    facts = summary_facts(cars, bind(parse_text("summary_row E1"), masked, index))
+    import numpy as np
+
+    return reference_prose(cars, facts, np.random.default_rng(0))
+
+
+def test_a_summary_is_worded_by_the_student_when_its_prose_checks(cars):
+    prose = _pinto_prose(cars)
+    g, model = _graph(cars, ["summary_row E1", prose])
+    s = _ask(g, "tell me about the ford mustang ii")
+    assert s["answer"] == prose and s["answered_by"] == "program + student prose"
+    assert s["verdict"]["supported"] is True and s["prose"]["why"] is None
+    assert "facts:" in model.seen[-1]  # the prose prompt shows the table's facts
+
+
+def test_summary_prose_with_a_wrong_value_is_not_shown(cars):
+    prose = _pinto_prose(cars).replace("lbs", "lbs and 9 cylinders", 1)
+    g, _ = _graph(cars, ["summary_row E1", prose])
+    s = _ask(g, "tell me about the ford mustang ii")
+    assert s["answer"].startswith("ford mustang ii has") and s["answer"] != prose
+    assert s["answered_by"] == "program" and "9" in s["prose"]["why"]
+    assert "prose was not shown" in s["verdict"]["reason"]
+
+
+def test_summary_prose_can_be_turned_off(cars):
+    model = ProgramModel(responses=["x"], programs=["summary_row E1", "unused"], seen=[])
+    g = build_graph(model, [cars], overrides=["program.mode=always", "program.prose=false"])
+    s = _ask(g, "tell me about the ford mustang ii")
+    assert s["answered_by"] == "program" and s.get("prose") is None and len(model.seen) == 1
