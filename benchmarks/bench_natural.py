@@ -13,7 +13,9 @@ optionally a dataset split, and writes ``benchmarks/results/natural.json``:
 - precision: of the replies presented as checked by the table (``verdict.checked_by ==
   "table"`` with an answer computed), the share that is right, and the wrong ones listed;
 - router: the share routed to the request's task, and the share routed by the student's program;
-- latency: p50 and p95 seconds per request through the whole graph.
+- latency: p50 and p95 seconds per request through the whole graph;
+- summary prose: how many summaries the student wrote prose for, and how many of those passed
+  `data_loaders.prose.check_prose` and were shown.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def _score(req: dict, state: dict) -> bool:
 def presented_as_checked(state: dict) -> bool:
     """A reply the graph presents as computed by the table (not asked back, not a failure)."""
     v = state.get("verdict") or {}
-    return v.get("checked_by") == "table" and state.get("answered_by") in ("program", "table")
+    return v.get("checked_by") == "table" and state.get("answered_by") in (
+        "program", "program + student prose", "table")
 
 
 def _graph(model: str | None, table: str, program_mode: str = "auto",
@@ -139,12 +142,19 @@ def run(requests: list[dict], model: str | None, program_mode: str = "auto",
             "program": (state.get("program") or {}).get("text"),
             "confidence": (state.get("program") or {}).get("confidence"),
             "answered_by": state.get("answered_by"), "seconds": round(seconds, 3),
+            "prose": _prose(state),
         })
     return {"rows": rows, "summary": summarize(rows)}
 
 
+def _prose(state: dict) -> dict | None:
+    """A summary's prose by the student: its text and why it was not shown (None: shown)."""
+    p = state.get("prose")
+    return None if not p else {"text": p.get("text"), "why": p.get("why")}
+
+
 def summarize(rows: list[dict]) -> dict[str, Any]:
-    """Accuracy, precision, router and latency overall and per table and kind."""
+    """Accuracy, precision, router, latency and summary prose overall and per table and kind."""
     import numpy as np
 
     def block(rs: list[dict]) -> dict[str, Any]:
@@ -160,6 +170,9 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
             "routed_by_program": sum(r["route_source"] == "program" for r in rs) / len(rs),
             "p50_s": float(np.percentile(secs, 50)),
             "p95_s": float(np.percentile(secs, 95)),
+            # summaries the student wrote prose for, and how many of those were shown
+            "prose_written": sum(r.get("prose") is not None for r in rs),
+            "prose_shown": sum(r["answered_by"] == "program + student prose" for r in rs),
         }
 
     by_table: dict[str, list] = defaultdict(list)
@@ -188,7 +201,8 @@ def sweep(rows: list[dict], thresholds: list[float]) -> list[dict[str, Any]]:
     out = []
     for t in thresholds:
         def held(r: dict, t: float = t) -> bool:
-            return r["answered_by"] == "program" and (r["confidence"] or 0.0) < t
+            return r["answered_by"] in ("program", "program + student prose") and (
+                r["confidence"] or 0.0) < t
 
         checked = [r for r in rows if r["checked"] and not held(r)]
         out.append({
