@@ -163,6 +163,13 @@ _AGG_WORDS = {
 _SUMMARY_WORDS = ("summarize", "summarise", "summary", "describe", "overview", "tell me about",
                   "know about", "tell me everything")
 _ROW_WORDS = ("which", "who")  # ask for a row by name, not for a number
+# Words that exclude rows: the program language has no "not equal", so a program that keeps
+# the rows equal to a value the request excludes ("outside the usa") misreads it.
+_EXCLUDING = ("not", "outside", "except", "excluding", "other than", "apart from", "besides",
+              "non")
+# Words that ask for a breakdown by a column; a `group` program without one misreads.
+_BREAKDOWN = ("by", "per", "each", "every", "breakdown", "broken down", "split", "across",
+              "grouped", "group", "groups", "for all")
 _SEVERAL = re.compile(r"\b(?:top|which|what|the|first|last|name|list)\s+(V\d+)\b|\b(V\d+)\s+(?:"
                       + "|".join(_UP_EXTREME + _DOWN_EXTREME) + r")\b")
 
@@ -186,7 +193,11 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
     names no extreme; "which"/"who" read as a number; "how many different" read as anything
     but ``distinct``; a summary request read as another op, or a count read as a summary; a
     number of rows ("which 4 ...", "top 3", "5 most ...") read as one row (``superlative``);
-    with `table`, a number written in another unit than its column's (`foreign_unit`). With
+    with `table`, a number written in another unit than its column's (`foreign_unit`); two
+    values of one column both required of a row ("males vs females" read as ``where C1 and
+    C2``), or the rows equal to a value kept where the request excludes them ("outside",
+    "except", "not"); a breakdown (``group``) the request never asks for (no "by", "per",
+    "each", ...). With
     `table`, a column's own words ("total points", "0-60 mph time") name no aggregate and no
     row count. The graph treats a contradiction like a misreading: one repair, then it asks
     back.
@@ -238,6 +249,10 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
         out.append(f"the request asks for the {_AGG_WORDS[said[0]][0]}, not a summary")
     if table is not None:
         out += _unit_clashes(text, masked, table)
+    out += _filter_clashes(toks, masked)
+    if op == "group" and not _says(req, _BREAKDOWN):
+        out.append("the program breaks the rows down by a column but the request asks for no "
+                   "breakdown (by, per, each)")
     if op == "superlative":
         skip = _column_number_words(table) if table is not None else set()
         for m in _SEVERAL.finditer(req):
@@ -250,6 +265,27 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
                     and float(slot.value).is_integer() and 1 < slot.value <= 100:
                 out.append(f"the request asks for {slot.text} rows but the program picks one")
                 break
+    return out
+
+
+def _filter_clashes(toks: list[str], masked: Masked) -> list[str]:
+    """A filter no row can meet, or one that keeps the rows the request excludes."""
+    if "where" not in toks:
+        return []
+    where = toks[toks.index("where") + 1:]
+    values = [masked.slots[t] for t in where if t in masked.slots
+              and masked.slots[t].kind == "value"]
+    out = []
+    by_col: dict[str, set] = {}
+    for s in values:
+        by_col.setdefault(s.column, set()).add(str(s.value))
+    for col, vals in by_col.items():
+        if len(vals) > 1:
+            out.append(f"the program keeps rows whose {col} is both {' and '.join(sorted(vals))}"
+                       "; a row has one")
+    if values and _says(masked.text, _EXCLUDING):
+        out.append("the request excludes rows, but the program keeps the rows equal to "
+                   f"{values[0].text}")
     return out
 
 

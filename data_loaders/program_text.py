@@ -67,6 +67,7 @@ OP_ROUTE = {
 }
 DIRECTIONS = ("max", "min")
 _SLOT = re.compile(r"^([ECV])(\d+)$")
+_GLUED_UNIT = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$")  # "50mm"; never "f250" or "4v9"
 _NEGATIVE = re.compile(r"(?<![\w.])-(\d+(?:\.\d+)?)\b")
 
 
@@ -106,6 +107,7 @@ def mask_request(request: str, index: NameIndex) -> Masked:
     """Replace the entity, categorical-value and number mentions of `request` with slots.
 
     The same entity, value or number mentioned twice gets the same slot. Column words stay.
+    A number glued to a word ("50mm", "5kg") is a number slot followed by that word.
     """
     tokens = normalize(request).split()
     # normalize drops '-': remember which numbers the request writes as negative ("-90.67").
@@ -137,6 +139,13 @@ def mask_request(request: str, index: NameIndex) -> Masked:
             i = m.end
             continue
         tok = tokens[i]
+        glued = _GLUED_UNIT.match(tok)
+        if glued:  # "50mm", "5kg": the number, then its unit as a word
+            value = float(glued.group(1))
+            out.append(slot("V", "number", None, value, glued.group(1)))
+            out.append(glued.group(2))
+            i += 1
+            continue
         if NUMBER.match(tok):
             value = float(tok)
             if negative and negative[0] == tok:

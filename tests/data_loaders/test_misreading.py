@@ -109,11 +109,25 @@ def test_a_right_reading_passes(cars, request_text, program):
     ("how many unique origins are in the table", "group count by Origin", (1, "different")),
     ("fuel economy of cars from japan", "aggregate max Miles_per_Gallon where C1",
      (1, "no highest or lowest")),
+    # a filter no row meets, rows the request excludes, a breakdown nobody asked for
+    ("avg weight, japan vs europe", "aggregate mean Weight_in_lbs where C1 and C2",
+     (1, "a row has one")),
+    ("how many cars are from outside the usa", "aggregate count where C1", (1, "excludes")),
+    ("how many cars does the table have from japan", "group count by Origin",
+     (1, "no breakdown")),
+    # a number glued to its unit is still a mention the program must use
+    ("avg weight of japan cars is above 2000lbs yes?", "aggregate mean Weight_in_lbs where C1",
+     (0, "V1")),
 ])
 def test_a_misreading_is_found(cars, request_text, program, found):
     which, words = found
     got = _checks(cars, request_text, program)[which]
     assert got and any(words in g for g in got), got
+
+
+def test_a_number_glued_to_its_unit_is_a_number_then_the_unit(cars):
+    masked = mask_request("cars heavier than 3000lbs", NameIndex(cars))
+    assert masked.text == "cars heavier than V1 lbs" and masked.slots["V1"].value == 3000.0
 
 
 def test_the_sum_in_summarize_names_no_aggregate(cars):
