@@ -168,6 +168,21 @@ def column_id(col: str) -> str:
     return re.sub(r"\W+", "_", str(col)).strip("_") or "col"
 
 
+def program_words(table: Table, masked: Masked) -> set[str]:
+    """Every word a program over `table` for this request may use (constrained decoding).
+
+    The ops, aggregates, directions, comparisons and joining words of the language, the
+    table's own column ids and the request's own slots; a row count of ``top`` may also be a
+    plain number (`WORD_NUMBER`).
+    """
+    words = set(OP_ROUTE) | set(AGGS) | set(DIRECTIONS) | set(OPS) | {"where", "and", "by"}
+    words |= {column_id(c) for c in _program_columns(table)}
+    return words | set(masked.slots)
+
+
+WORD_NUMBER = re.compile(r"^\d{1,3}$")  # a plain row count ("top 3 ...")
+
+
 def _program_columns(table: Table) -> list[str]:
     return [c for c in table.columns if c != table.entity_column]
 

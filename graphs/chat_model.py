@@ -14,9 +14,10 @@ router (`score_labels`). One loaded copy serves every conversation: a lock seria
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,82 @@ class _DeadlineOrStop:
                 done.append(any(s in text for s in self.stops))
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
         return torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+
+
+class WordsOnly:
+    """A logits processor that keeps a one-line reply to a closed set of space-separated words.
+
+    A token is allowed when, appended to the reply so far, every finished word is in `words`
+    (or a plain number matching `number`) and the unfinished one is the start of such a word;
+    the end of the turn only after a finished word. So a program's columns are the table's own
+    and its slots the request's own (as PICARD constrains SQL, Scholak et al. 2021); the
+    grammar's order is left to the parser and its repair.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_len: int, words: Collection[str],
+                 end_ids: Collection[int], number: re.Pattern[str] | None = None):
+        self.tokenizer, self.prompt_len = tokenizer, prompt_len
+        self.words = set(words)
+        self.prefixes = {w[:i] for w in self.words for i in range(len(w) + 1)}
+        self.end_ids = list(end_ids)
+        self.number = number
+        self.pieces = _token_pieces(tokenizer)
+        self._memo: dict[tuple[str, bool], list[int]] = {}
+
+    def _word_ok(self, w: str) -> bool:
+        return w in self.words or bool(self.number and self.number.match(w))
+
+    def _prefix_ok(self, w: str) -> bool:
+        return w in self.prefixes or (self.number is not None and w.isdigit() and len(w) <= 3)
+
+    def allowed(self, text: str) -> list[int]:
+        """Token ids that may follow the reply `text`."""
+        cur = text.rsplit(" ", 1)[-1]
+        key = (cur, not text)
+        if key not in self._memo:
+            self._memo[key] = self._allowed(text, cur)
+        return self._memo[key]
+
+    def _allowed(self, text: str, cur: str) -> list[int]:
+        out = []
+        for i, piece in enumerate(self.pieces):
+            if not piece or "\n" in piece:
+                continue
+            parts = (cur + piece).split(" ")
+            if any(not p for p in parts[1:-1]) or not self._prefix_ok(parts[-1]):
+                continue
+            if len(parts) > 1 and not (self._word_ok(parts[0]) or (parts[0] == "" and not text)):
+                continue
+            out.append(i)
+        if cur and self._word_ok(cur):
+            out += self.end_ids
+        return out
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        """`scores` with every token that cannot follow the reply so far set to -inf."""
+        import torch
+
+        text = self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
+        keep = self.allowed(text.lstrip())
+        mask = torch.full_like(scores, float("-inf"))
+        if keep:
+            idx = torch.tensor([k for k in keep if k < scores.shape[-1]], device=scores.device)
+            mask[0, idx] = 0.0
+        else:  # nothing fits: let the reply end, the parser says what is wrong
+            mask[0, self.end_ids] = 0.0
+        return scores + mask
+
+
+_PIECES: dict[int, list[str]] = {}
+
+
+def _token_pieces(tokenizer: Any) -> list[str]:
+    """Each token id's text (cached per tokenizer)."""
+    key = id(tokenizer)
+    if key not in _PIECES:
+        n = len(tokenizer)
+        _PIECES[key] = [tokenizer.decode([i], skip_special_tokens=True) for i in range(n)]
+    return _PIECES[key]
 
 
 class LocalChatModel(BaseChatModel):
@@ -312,28 +389,37 @@ class LocalChatModel(BaseChatModel):
     # ---- programs: greedy text with its token probabilities --------------------------------
 
     def generate_scored(
-        self, messages: Sequence[BaseMessage], max_new_tokens: int = 48
+        self, messages: Sequence[BaseMessage], max_new_tokens: int = 48,
+        allowed_words: Collection[str] | None = None,
+        number: re.Pattern[str] | None = None,
     ) -> tuple[str, list[float]]:
         """Greedy reply to `messages` and the probability of each generated token.
 
         The agent graph reads the student's program with it: a low token probability marks a
-        reading the model is unsure of, and the graph asks back instead of answering.
+        reading the model is unsure of, and the graph asks back instead of answering. With
+        `allowed_words` the reply is kept to those words (`WordsOnly`); the probabilities are
+        still the model's own, before the constraint, so a word the model wanted and could not
+        write shows as low confidence.
 
         Returns:
             ``(text, [p(token_1), ..., p(token_n)])`` with the end-of-turn token not counted.
         """
         import torch
+        from transformers import LogitsProcessorList
 
         ids = self.prompt_ids(messages)
         device = next(self.hf_model.parameters()).device
         input_ids = torch.tensor([ids], device=device)  # (1, T)
         gen = self._generate_kwargs(None, max_new_tokens=max_new_tokens, sampling_temperature=0)
         eot = _end_of_turn(self.tokenizer)
+        if allowed_words is not None:
+            gen["logits_processor"] = LogitsProcessorList(
+                [WordsOnly(self.tokenizer, len(ids), allowed_words, eot, number)])
         with self._lock, torch.no_grad():
             out = self.hf_model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                output_scores=True,
+                output_logits=True,
                 return_dict_in_generate=True,
                 eos_token_id=eot,
                 **gen,
@@ -343,7 +429,7 @@ class LocalChatModel(BaseChatModel):
         for step, tok in enumerate(new.tolist()):
             if tok in eot:
                 break
-            p = torch.softmax(out.scores[step][0].float(), dim=-1)[tok]
+            p = torch.softmax(out.logits[step][0].float(), dim=-1)[tok]
             probs.append(float(p))
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return text, probs

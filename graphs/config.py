@@ -154,6 +154,12 @@ class ProgramConfig(StrictModel):
         "asks back ('Do you mean ...?') instead of answering.",
     )
     max_new_tokens: int = Field(48, ge=8, le=256, description="Longest program, in tokens.")
+    constrain: bool = Field(
+        True,
+        description="A local student's program decoding keeps to the language's words, the "
+        "table's own column ids and the request's own slots (no column of another table, no "
+        "slot the request lacks); its confidence stays its own unconstrained probability.",
+    )
     repair: bool = Field(
         True, description="Give a program that does not run one retry with the error in the prompt."
     )

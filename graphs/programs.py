@@ -1,7 +1,9 @@
 """The student reads, the table computes: a request becomes a program, the program an answer.
 
 `Programmer.read` masks the request's mentions (`data_loaders.program_text.mask_request`),
-asks the student for a one-line program over the compact schema, and binds it to the table.
+asks the student for a one-line program over the compact schema (its decoding kept to the
+language's words, the table's columns and the request's slots with ``program.constrain``),
+and binds it to the table.
 A program that does not parse or bind gets one repair (the error goes back into the prompt),
 then the fallback model if one is configured. The program's op gives the route, so the same
 generation routes the request. The student's lowest token probability is its confidence: under
@@ -18,6 +20,7 @@ Every reading is a plain dict in the graph state (``program``), so checkpointers
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -34,11 +37,13 @@ from data_loaders.misreading import (
 )
 from data_loaders.naming import plural
 from data_loaders.program_text import (
+    WORD_NUMBER,
     ProgramSyntaxError,
     bind,
     mask_request,
     parse_text,
     program_messages,
+    program_words,
     route_of,
 )
 from data_loaders.programs import ProgramError, index_for, pandas_expr, run_program
@@ -57,11 +62,18 @@ TASK_ROUTE = {"qa": "qa", "validate": "validator", "summarize": "summarizer"}
 AGG_WORDS = {"mean": "average", "sum": "total", "min": "lowest", "max": "highest"}
 
 
-def _generate(model: BaseChatModel, messages: list[dict], max_new: int) -> tuple[str, float | None]:
-    """The model's program line and its lowest token probability (None if it cannot say)."""
+def _generate(model: BaseChatModel, messages: list[dict], max_new: int,
+              words: set[str] | None = None) -> tuple[str, float | None]:
+    """The model's program line and its lowest token probability (None if it cannot say).
+
+    With `words`, a local model's decoding keeps to them (`graphs.chat_model.WordsOnly`).
+    """
     scored = getattr(model, "generate_scored", None)
     if scored is not None:
-        text, probs = scored(from_chat_dicts(messages), max_new_tokens=max_new)
+        kw: dict[str, Any] = {}
+        if words is not None and "allowed_words" in inspect.signature(scored).parameters:
+            kw = {"allowed_words": words, "number": WORD_NUMBER}
+        text, probs = scored(from_chat_dicts(messages), max_new_tokens=max_new, **kw)
         return text, (min(probs) if probs else 0.0)
     reply = model.with_config(tags=["distillgraph:program"]).invoke(from_chat_dicts(messages))
     text = reply.text if not isinstance(reply.content, str) else reply.content
@@ -193,12 +205,13 @@ class Programmer:
         models: list[tuple[str, BaseChatModel]] = [("student", self.student)]
         tries = 2 if self.config.repair else 1
         text, error = "", None
+        words = program_words(t, masked) if self.config.constrain else None
         for who, model in models:
             for attempt in range(tries):
                 msgs = program_messages(t, masked, error, text) if attempt else program_messages(
                     t, masked
                 )
-                text, conf = _generate(model, msgs, self.config.max_new_tokens)
+                text, conf = _generate(model, msgs, self.config.max_new_tokens, words)
                 out["attempts"] += 1
                 out.update(text=text, confidence=conf, by=who)
                 try:

@@ -122,3 +122,42 @@ def test_factory(tiny_model_dir, tmp_path, monkeypatch):
         build_chat_model(ModelConfig(path=str(tmp_path)))
     with pytest.raises(ValueError):
         ModelConfig(base_url="http://x/v1")  # needs a name
+
+
+class _Pieces:
+    """A tokenizer stand-in: token i decodes to PIECES[i]."""
+
+    PIECES = ["", "look", "up", " lookup", " E", "1", "2", " Weight", "_in_lbs", " Height",
+              " 3", "\n", " ", "x"]
+
+    def __len__(self):
+        return len(self.PIECES)
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(self.PIECES[i] for i in ids)
+
+
+def test_words_only_keeps_a_reply_to_the_allowed_words():
+    from graphs.chat_model import WordsOnly
+
+    p = WordsOnly(_Pieces(), 0, {"lookup", "E1", "Weight_in_lbs"}, end_ids=[99])
+    allowed = lambda text: {_Pieces.PIECES[i] if i < 99 else "END" for i in p.allowed(text)}  # noqa: E731
+    # any allowed word may start (the order is the parser's job), nothing else may
+    assert {"look", " lookup", " E", " Weight"} <= allowed("")
+    assert not {"x", "up", " Height", " 3", "\n"} & allowed("")
+    assert allowed("look") == {"up"}
+    after = allowed("lookup")
+    assert {" E", " Weight", "END"} <= after and not {" Height", "up", " 3"} & after
+    assert allowed("lookup E") == {"1"}  # E1 is the request's slot, E2 is not
+    assert allowed("lookup E1 Weight") == {"_in_lbs"}
+    assert "\n" not in allowed("lookup E1") and " " not in allowed("lookup E1")
+
+
+def test_constrained_decoding_keeps_the_model_s_own_probabilities(tiny_chat):
+    from langchain_core.messages import HumanMessage
+
+    msgs = [HumanMessage("hello")]
+    free, p_free = tiny_chat.generate_scored(msgs, max_new_tokens=6)
+    text, p = tiny_chat.generate_scored(msgs, max_new_tokens=6, allowed_words={"a", "b", "ab"})
+    assert set(text.split()) <= {"a", "b", "ab"}
+    assert all(0.0 <= x <= 1.0 for x in p) and len(p) <= 6
