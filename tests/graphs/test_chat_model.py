@@ -150,7 +150,7 @@ def test_words_only_keeps_a_reply_to_the_allowed_words():
     assert {" E", " Weight", "END"} <= after and not {" Height", "up", " 3"} & after
     assert allowed("lookup E") == {"1"}  # E1 is the request's slot, E2 is not
     assert allowed("lookup E1 Weight") == {"_in_lbs"}
-    assert "\n" not in allowed("lookup E1") and " " not in allowed("lookup E1")
+    assert "\n" not in allowed("lookup E1") and " " not in allowed("lookup E1 ")
 
 
 def test_constrained_decoding_keeps_the_model_s_own_probabilities(tiny_chat):
