@@ -34,6 +34,8 @@ from data_loaders.serialize import format_value
 from data_loaders.templates import col_words
 from graphs.config import ValidationConfig
 from graphs.retrieval import (
+    MAX_WORDS,
+    MIN_WORDS,
     OP_WORDS,
     NameIndex,
     QueryParse,
@@ -297,11 +299,19 @@ _NEGATIONS = frozenset({"not", "outside", "except", "excluding", "besides", "wit
                         "isnt", "arent", "doesnt", "dont", "didnt", "wasnt", "werent", "never"})
 
 
+def _first_words(table: Any) -> set[str]:
+    """The first word of each column's words ("fuel" of "fuel economy")."""
+    from data_loaders.templates import col_words
+
+    return {normalize(col_words(table, c)).split()[0] for c in table.columns
+            if c != table.entity_column and normalize(col_words(table, c))}
+
+
 def _asks_for_row(tokens: list[str], table: Any) -> bool:
     """Whether a superlative question asks which row ("which <noun> has the highest ...").
 
-    "What is the maximum <column> ..." and "how high ..." ask for the value instead; "what
-    <noun> ..." asks for a row.
+    "What is the maximum <column> ..." , "largest <column> among ..." and "how high ..." ask
+    for the value instead; "what <noun> ..." asks for a row.
     """
     from data_loaders.naming import plural
     from data_loaders.templates import entity_noun
@@ -309,6 +319,8 @@ def _asks_for_row(tokens: list[str], table: Any) -> bool:
     noun = entity_noun(table)
     if tokens and tokens[0] in ("which", "who"):
         return True
+    if len(tokens) > 1 and tokens[0] in MAX_WORDS + MIN_WORDS and tokens[1] in _first_words(table):
+        return False  # "largest fuel economy among ...": an extreme word before a measure
     for i, tok in enumerate(tokens):
         if tok in ("what", "whats"):
             nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
@@ -361,6 +373,8 @@ def table_program(parse: QueryParse, decimals: int = 2) -> dict | None:
                     "decimals": decimals}
         return {"op": "superlative", "where": where, "column": numeric[0],
                 "direction": p.extreme, "decimals": decimals}
+    if p.agg == "count" and set(p.tokens) & {"different", "distinct", "unique"}:
+        return None  # "how many different origins ...": no distinct count on this path
     if p.agg == "count" and not numeric:
         return {"op": "aggregate", "agg": "count", "where": where, "decimals": decimals}
     if p.agg in ("mean", "sum") and len(numeric) == 1:

@@ -21,3 +21,14 @@ def test_computed_group_program_is_in_the_state_and_checkpointed(cars, tmp_path)
     s = g.invoke({"messages": [("user", "What is the horsepower of ford torino?")]}, cfg)
     assert s["table_program"]["op"] == "lookup"
     assert g.get_state(cfg).values["table_program"]["op"] == "lookup"
+
+
+def test_an_extreme_word_before_a_measure_asks_for_the_value_and_distinct_is_not_a_count(cars):
+    from graphs.retrieval import Retriever
+    from graphs.validation import table_program
+
+    r = Retriever([cars])
+    p = r.parse("Largest fuel economy among cars whose 0-60 mph time is below 13.5 s?")[0]
+    assert table_program(p)["op"] == "aggregate"
+    p = r.parse("How many different origin values do cars with cylinders 4 have")[0]
+    assert table_program(p) is None
