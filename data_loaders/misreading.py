@@ -34,6 +34,7 @@ from data_loaders.columns import name_words
 from data_loaders.mentions import NUMBER, normalize
 from data_loaders.program_text import Masked, column_id, parse_text
 from data_loaders.programs import ProgramError
+from data_loaders.templates import entity_noun
 from data_loaders.table import Table
 from data_loaders.templates import col_words
 
@@ -190,7 +191,8 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
     ``<``; "lowest" (and never a word for the highest) read with ``max``; exactly one of
     "average", "total", "how many" read with another of ``mean``/``sum``/``count``; an
     aggregate ``mean``/``sum``/``count`` the request never says, or ``min``/``max`` where it
-    names no extreme; "which"/"who" read as a number; "how many different" read as anything
+    names no extreme; "which"/"who" (or "the <row noun> with the highest ...") read as a
+    number; "how many different" read as anything
     but ``distinct``; a summary request read as another op, or a count read as a summary; a
     number of rows ("which 4 ...", "top 3", "5 most ...") read as one row (``superlative``);
     with `table`, a number written in another unit than its column's (`foreign_unit`); two
@@ -238,7 +240,8 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
         out.append(f"the request asks how many but the program takes {agg}")
     if agg in ("min", "max") and not (up_x or down_x or _says(req, ("best", "worst"))):
         out.append(f"the program takes {agg} but the request names no highest or lowest")
-    if _says(req, _ROW_WORDS) and op in ("aggregate", "distinct", "group"):
+    if (_says(req, _ROW_WORDS) or _asks_for_a_row(req, table)) and op in (
+            "aggregate", "distinct", "group"):
         out.append("the request asks which, but the program computes a number")
     if "count" in said and _says(req, ("different", "distinct", "unique")) and op != "distinct":
         out.append(f"the request asks how many different values, but the program is a {op}")
@@ -266,6 +269,16 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
                 out.append(f"the request asks for {slot.text} rows but the program picks one")
                 break
     return out
+
+
+def _asks_for_a_row(req: str, table: Table | None) -> bool:
+    """ "the car with the highest weight ...": a row named by its noun and an extreme."""
+    if table is None:
+        return False
+    noun = re.escape(normalize(entity_noun(table)))
+    extremes = "|".join(map(re.escape, _UP_EXTREME + _DOWN_EXTREME))
+    return re.search(rf"\b{noun} (?:with|that has|having|which has) (?:the )?(?:{extremes})\b",
+                     req) is not None
 
 
 def _filter_clashes(toks: list[str], masked: Masked) -> list[str]:
@@ -325,12 +338,16 @@ def foreign_unit(word: str | None, table: Table, col: str) -> bool:
     """Whether `word`, written right after a number, is a unit other than `col`'s own.
 
     `col`'s unit is its configured unit, else a unit word of its name ("body_mass_g": g). A
-    column with no unit at all is never judged ("5 kg" for an unlabelled weight may be right).
+    word of another column's unit is foreign too ("351 cu in" for horsepower). A column with
+    no unit at all is otherwise never judged ("5 kg" for an unlabelled weight may be right).
     """
+    own = normalize(table.units.get(col) or "").split() or name_words(col)
+    if word and word not in own and any(  # another column's unit: "351 cu in" for horsepower
+            word in normalize(u).split() for c, u in table.units.items() if u and c != col):
+        return True
     said = _UNIT_OF.get(word or "")
     if said is None:
         return False
-    own = normalize(table.units.get(col) or "").split() or name_words(col)
     units = {_UNIT_OF[w] for w in own if w in _UNIT_OF}
     return bool(units) and said not in units
 

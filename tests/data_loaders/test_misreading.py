@@ -115,6 +115,10 @@ def test_a_right_reading_passes(cars, request_text, program):
     ("how many cars are from outside the usa", "aggregate count where C1", (1, "excludes")),
     ("how many cars does the table have from japan", "group count by Origin",
      (1, "no breakdown")),
+    ("The car with the highest weight among cars with origin Europe?",
+     "aggregate max Weight_in_lbs where C1", (1, "asks which")),
+    ("Add up the horsepower of all cars whose displacement is above 351 cu in",
+     "aggregate sum Displacement where Horsepower > V1", (1, "cu in")),
     # a number glued to its unit is still a mention the program must use
     ("avg weight of japan cars is above 2000lbs yes?", "aggregate mean Weight_in_lbs where C1",
      (0, "V1")),
