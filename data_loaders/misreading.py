@@ -34,9 +34,8 @@ from data_loaders.columns import name_words
 from data_loaders.mentions import NUMBER, normalize
 from data_loaders.program_text import Masked, column_id, parse_text
 from data_loaders.programs import ProgramError
-from data_loaders.templates import entity_noun
 from data_loaders.table import Table
-from data_loaders.templates import col_words
+from data_loaders.templates import col_words, entity_noun
 
 _MEASURE_WORDS = Path(__file__).with_name("measure_words.json")
 # Words too common to name a column by themselves ("Weight_in_lbs" is named by "weight", "lbs").
@@ -272,7 +271,7 @@ def contradictions(text: str, masked: Masked, table: Table | None = None) -> lis
 
 
 def _asks_for_a_row(req: str, table: Table | None) -> bool:
-    """ "the car with the highest weight ...": a row named by its noun and an extreme."""
+    """A row named by its noun and an extreme: "the car with the highest weight ..."."""
     if table is None:
         return False
     noun = re.escape(normalize(entity_noun(table)))

@@ -118,7 +118,7 @@ def test_a_right_reading_passes(cars, request_text, program):
     ("The car with the highest weight among cars with origin Europe?",
      "aggregate max Weight_in_lbs where C1", (1, "asks which")),
     ("Add up the horsepower of all cars whose displacement is above 351 cu in",
-     "aggregate sum Displacement where Horsepower > V1", (1, "cu in")),
+     "aggregate sum Displacement where Horsepower > V1", (1, "in cu")),
     # a number glued to its unit is still a mention the program must use
     ("avg weight of japan cars is above 2000lbs yes?", "aggregate mean Weight_in_lbs where C1",
      (0, "V1")),
