@@ -2,10 +2,12 @@
 
 A summary program (``summary_row``, ``summary_group``) picks a row or a group; `summary_facts`
 computes what the table says about it (each cell of the row; the group's filter, size, names
-when few, and each column's lowest, highest and mean). The student writes prose from those
-facts (`prose_messages`), and `check_prose` lets the prose through only when every number,
-entity name and category value in it is one of those facts, attributed to the fact's own
-column and statistic:
+when few, and each column's lowest, highest and mean). The student sees those facts as slots
+(`mask_facts`: names ``E1``, values ``F1``; `prose_messages`) and writes prose over the slots,
+which the table fills in (`unmask`): like the request masking of programs, the student never
+copies a name or a number. `check_prose` then lets the filled-in prose through only when every
+number, entity name and category value in it is one of those facts, attributed to the fact's
+own column and statistic:
 
 - the prose is split into sentences and clauses (at commas, brackets, "and", "with", "but");
   a clause names a column by its words, an everyday word for it or its unit (one column, or
@@ -22,9 +24,10 @@ column and statistic:
   prose; a clause that names a column states one of its values.
 
 Each rule can only stop prose; stopped prose is replaced by the table's own summary sentences
-(`data_loaders.programs.row_summary`/`group_summary`). `reference_prose` words the facts in a
-few seeded styles: ``prepare`` stores it as each summary pair's training target
-(``prose_input``/``prose_text``), and every reference passes `check_prose`.
+(`data_loaders.programs.row_summary`/`group_summary`). `reference_prose` words facts (or
+their slots) in a few seeded styles: ``prepare`` stores the slot prompt and the slot wording as
+each summary pair's training target (``prose_input``/``prose_text``); every reference, filled
+in, passes `check_prose`.
 """
 
 from __future__ import annotations
@@ -48,11 +51,11 @@ from data_loaders.programs import (
     where_stats,
 )
 from data_loaders.table import Table
-from data_loaders.templates import col_words, entity_noun, join_words, where_with
+from data_loaders.templates import FILTER_OP_WORDS, col_words, entity_noun, join_words
 
 PROSE_SYSTEM = (
-    "Write a short summary of the facts in plain sentences. Use only the facts given, and write "
-    "every number with its column's name."
+    "Write a short summary of the facts in plain sentences. Use only the facts given: write "
+    "each fact's slot (E1, F1, ...) with its column's name, never a value of your own."
 )
 MAX_NAMED = 6  # a group summary names its rows when there are at most this many
 
@@ -171,7 +174,7 @@ def facts_text(table: Table, facts: list[Fact], decimals: int = 2) -> str:
     group = [f for f in facts if f.kind == "filter"]
     count = next((f for f in facts if f.kind == "count"), None)
     if count is not None:
-        where = where_with(table, _where_spec(facts), decimals) if group else ""
+        where = _where_words(table, facts) if group else ""
         lines.append(f"{plural(noun)}{' with ' + where if where else ''}: {count.text}")
         names = [f.text for f in facts if f.kind == "name"]
         if names:
@@ -189,28 +192,46 @@ def facts_text(table: Table, facts: list[Fact], decimals: int = 2) -> str:
     return "\n".join(lines)
 
 
-def _where_spec(facts: list[Fact]) -> list[dict]:
-    """The group's filter as program conditions (values as the table holds them)."""
-    out = []
+def _where_words(table: Table, facts: list[Fact]) -> str:
+    """The group's filter in words: ``origin Japan and horsepower above 100 hp``."""
+    return " and ".join(f"{col_words(table, f.column)} {FILTER_OP_WORDS[f.op]}{f.text}"
+                        for f in facts if f.kind == "filter")
+
+
+def mask_facts(facts: list[Fact]) -> tuple[list[Fact], dict[str, str]]:
+    """The facts with each name a slot ``E1``, ``E2`` ... and each value ``F1``, ``F2`` ....
+
+    The student words the slots and the table fills them in (`unmask`): a pruned student
+    keeps a sentence's structure far better than it copies names and numbers.
+
+    Returns:
+        (the slot facts, {slot: the fact's text}).
+    """
+    out, slots = [], {}
+    counts = {"E": 0, "F": 0}
     for f in facts:
-        if f.kind != "filter":
-            continue
-        value: Any = f.text
-        if f.number is not None:
-            value = f.number if f.op != "==" else _plain_number(f.number)
-        out.append({"column": f.column, "op": f.op, "value": value})
-    return out
+        prefix = "E" if f.kind == "name" else "F"
+        counts[prefix] += 1
+        name = f"{prefix}{counts[prefix]}"
+        slots[name] = f.text
+        out.append(Fact(f.kind, f.column, name, f.number if f.kind == "count" else None, f.op))
+    return out, slots
 
 
-def _plain_number(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else x
+_SLOT_WORD = re.compile(r"(?<![\w.])([EF]\d+)(?![\w])")
+
+
+def unmask(text: str, slots: dict[str, str]) -> str:
+    """Prose over slots with each known slot replaced by its fact's text (others stay)."""
+    return _SLOT_WORD.sub(lambda m: slots.get(m.group(1), m.group(1)), text)
 
 
 def prose_messages(table: Table, facts: list[Fact], decimals: int = 2) -> list[dict]:
-    """The chat messages that ask for prose from `facts`."""
+    """The chat messages that ask for prose from `facts`, shown as slots (`mask_facts`)."""
+    masked, _ = mask_facts(facts)
     return [{"role": "system", "content": PROSE_SYSTEM},
             {"role": "user", "content": f"table {table.name}\nfacts:\n"
-                                        f"{facts_text(table, facts, decimals)}"}]
+                                        f"{facts_text(table, masked, decimals)}"}]
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,9 +277,9 @@ def _group_prose(table: Table, facts: list[Fact], rng: np.random.Generator,
                  decimals: int) -> str:
     nouns = plural(entity_noun(table))
     count = next(f for f in facts if f.kind == "count")
-    where = where_with(table, _where_spec(facts), decimals)
-    n_word = entity_noun(table) if count.text == "1" else nouns
-    be = "is" if count.text == "1" else "are"
+    where = _where_words(table, facts)
+    n_word = entity_noun(table) if count.number == 1 else nouns
+    be = "is" if count.number == 1 else "are"
     head = _pick(rng, [f"There {be} {count.text} {n_word} with {where}",
                        f"The table has {count.text} {n_word} with {where}"])
     names = [f.text for f in facts if f.kind == "name"]

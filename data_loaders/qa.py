@@ -54,7 +54,7 @@ from data_loaders.programs import (
     superlative_row,
     top_rows,
 )
-from data_loaders.prose import prose_messages, reference_prose, summary_facts
+from data_loaders.prose import mask_facts, prose_messages, reference_prose, summary_facts
 from data_loaders.schema import TASK_OF_TYPE, Provenance, QAPair
 from data_loaders.serialize import MAX_CELL_CHARS, format_number
 from data_loaders.table import Table
@@ -377,7 +377,7 @@ class PairGenerator:
         if program["op"] in ("summary_row", "summary_group"):
             facts = summary_facts(t, program, self.decimals)
             prose_input = prose_messages(t, facts, self.decimals)[1]["content"]
-            prose_text = reference_prose(t, facts, rng, self.decimals)
+            prose_text = reference_prose(t, mask_facts(facts)[0], rng, self.decimals)
         return QAPair(
             id=pair_id(t.content_hash, tmpl.id, program),
             task=TASK_OF_TYPE[tmpl.qtype],

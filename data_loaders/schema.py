@@ -79,10 +79,10 @@ class QAPair(BaseModel):
     prose_input: str | None = Field(
         None,
         description="Summary pairs: the prose prompt's user message, the facts the table computes "
-        "for the summary program (`data_loaders.prose.prose_messages`).",
+        "for the summary program as slots E1/F1 (`data_loaders.prose.prose_messages`).",
     )
     prose_text: str | None = Field(
         None,
-        description="Summary pairs: those facts worded as prose (the training target; it passes "
-        "`data_loaders.prose.check_prose`).",
+        description="Summary pairs: those facts worded as prose over the slots (the training "
+        "target; filled in by `data_loaders.prose.unmask`, it passes `check_prose`).",
     )

@@ -217,13 +217,14 @@ def value_words(table: Table, col: str, value: Any, decimals: int) -> str:
     return format_value(value, table.units.get(col), decimals)
 
 
-_OP_WORDS = {"==": "", ">": "above ", "<": "below ", ">=": "at least ", "<=": "at most "}
+FILTER_OP_WORDS = {  # a filter comparison in words ("above 100 hp")
+    "==": "", ">": "above ", "<": "below ", ">=": "at least ", "<=": "at most "}
 
 
 def where_with(table: Table, where: list[dict], decimals: int) -> str:
     """A filter as a noun phrase: ``origin Japan and horsepower above 100 hp``."""
     parts = [
-        f"{col_words(table, c['column'])} {_OP_WORDS[c['op']]}"
+        f"{col_words(table, c['column'])} {FILTER_OP_WORDS[c['op']]}"
         f"{value_words(table, c['column'], c['value'], decimals)}"
         for c in where
     ]
@@ -233,7 +234,7 @@ def where_with(table: Table, where: list[dict], decimals: int) -> str:
 def where_is(table: Table, where: list[dict], decimals: int) -> str:
     """A filter as a clause: ``origin is Japan and horsepower is above 100 hp``."""
     parts = [
-        f"{col_words(table, c['column'])} is {_OP_WORDS[c['op']]}"
+        f"{col_words(table, c['column'])} is {FILTER_OP_WORDS[c['op']]}"
         f"{value_words(table, c['column'], c['value'], decimals)}"
         for c in where
     ]

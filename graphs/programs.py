@@ -47,7 +47,14 @@ from data_loaders.program_text import (
     route_of,
 )
 from data_loaders.programs import ProgramError, index_for, pandas_expr, run_program
-from data_loaders.prose import check_prose, facts_text, prose_messages, summary_facts
+from data_loaders.prose import (
+    check_prose,
+    facts_text,
+    mask_facts,
+    prose_messages,
+    summary_facts,
+    unmask,
+)
 from data_loaders.serialize import format_value
 from data_loaders.table import Table
 from data_loaders.templates import col_words, entity_noun, join_words, where_with
@@ -244,6 +251,9 @@ class Programmer:
     def write_prose(self, spec: dict, index: NameIndex) -> dict[str, Any]:
         """The student's prose for a summary program, checked against the table's facts.
 
+        The student sees the facts as slots (`data_loaders.prose.mask_facts`) and writes prose
+        over them; the table fills the slots in, and the filled-in prose is checked.
+
         Returns ``{"text", "why", "facts"}``: ``why`` is None when every number, name and
         value in the prose is one of the facts (`data_loaders.prose.check_prose`), else why the
         prose may not be shown. One try: prose that fails is not shown, the table's own
@@ -261,7 +271,7 @@ class Programmer:
         except Exception as e:  # a model that cannot generate: the table's sentences stand
             log.info("summary prose failed: %s", e)
             return {"text": "", "why": f"the student wrote no prose ({e})", "facts": lines}
-        text = text.strip()
+        text = unmask(text.strip(), mask_facts(facts)[1])
         return {"text": text, "why": check_prose(text, facts, table, index), "facts": lines}
 
     def index_of(self, table_name: str) -> NameIndex:

@@ -17,9 +17,11 @@ from data_loaders.mentions import NameIndex
 from data_loaders.prose import (
     check_prose,
     facts_text,
+    mask_facts,
     prose_messages,
     reference_prose,
     summary_facts,
+    unmask,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +85,8 @@ def test_reference_prose_checks_and_every_falsified_version_is_stopped(table_fil
     stopped_right, passed_wrong, tried = [], [], 0
     for k, p in enumerate(pairs):
         facts = summary_facts(table, p.provenance.program)
-        prose = reference_prose(table, facts, np.random.default_rng(k))
+        slots, values = mask_facts(facts)
+        prose = unmask(reference_prose(table, slots, np.random.default_rng(k)), values)
         if (why := check_prose(prose, facts, table, index)) is not None:
             stopped_right.append((prose, why))
         for wrong in _wrong_versions(prose, facts, table):
@@ -101,12 +104,27 @@ def _pinto(cars):
     return summary_facts(cars, spec)
 
 
-def test_prepare_stores_the_facts_and_their_wording_for_summary_pairs():
+def test_prepare_stores_the_facts_as_slots_and_their_wording_for_summary_pairs():
     table, pairs = _summaries(*TABLES[0])
     for p in pairs:
+        facts = summary_facts(table, p.provenance.program)
         assert p.prose_input and p.prose_input.startswith("table cars\nfacts:")
-        assert check_prose(p.prose_text, summary_facts(table, p.provenance.program), table) is None
-    assert {p.prose_input for p in pairs} != {None}
+        assert "F1" in p.prose_input
+        assert not any(re.search(rf"(?<![\w.]){re.escape(f.text)}(?![\w.])", p.prose_input)
+                       for f in facts[1:] if f.kind != "filter")  # no value shown
+        filled = unmask(p.prose_text, mask_facts(facts)[1])
+        assert "F1" in p.prose_text and check_prose(filled, facts, table) is None
+
+
+def test_a_slot_wording_that_attributes_a_slot_to_another_column_is_stopped(cars):
+    facts = _pinto(cars)
+    slots, values = mask_facts(facts)
+    by_col = {f.column: s.text for f, s in zip(facts, slots, strict=True)}
+    right = f"E1 has weight {by_col['Weight_in_lbs']} and {by_col['Cylinders']} cylinders."
+    assert check_prose(unmask(right, values), facts, cars) is None
+    for wrong in (f"E1 has weight {by_col['Miles_per_Gallon']}.",
+                  f"E1 has weight {by_col['Year']}.", "E1 has weight F99."):
+        assert check_prose(unmask(wrong, values), facts, cars) is not None
 
 
 @pytest.mark.parametrize("prose", [
@@ -162,7 +180,8 @@ def test_a_group_summary_checks_statistics_and_the_filter(cars):
         assert check_prose(w, facts, cars) is not None, w
 
 
-def test_the_prose_prompt_shows_the_facts(cars):
+def test_the_prose_prompt_shows_the_facts_as_slots(cars):
     msgs = prose_messages(cars, _pinto(cars))
-    assert msgs[0]["role"] == "system" and "weight: 2046 lbs" in msgs[1]["content"]
+    assert msgs[0]["role"] == "system" and "car: E1\nfuel economy: F1" in msgs[1]["content"]
+    assert "2046" not in msgs[1]["content"] and "pinto" not in msgs[1]["content"]
     assert "horsepower" not in msgs[1]["content"]  # the empty cell is no fact

@@ -192,30 +192,34 @@ def test_a_judgment_gets_the_facts_never_marked_as_its_answer(cars):
     assert s["answered_by"] == "program (facts for a free question)"
 
 
-def _pinto_prose(cars) -> str:
+def _pinto_prose(cars) -> tuple[str, str]:
+    """The student's slot wording of ford mustang ii's facts, and the same filled in."""
+    import numpy as np
+
     from data_loaders.mentions import NameIndex
     from data_loaders.program_text import bind, mask_request, parse_text
-    from data_loaders.prose import reference_prose, summary_facts
+    from data_loaders.prose import mask_facts, reference_prose, summary_facts, unmask
 
     index = NameIndex(cars)
     masked = mask_request("tell me about the ford mustang ii", index)
     facts = summary_facts(cars, bind(parse_text("summary_row E1"), masked, index))
-    import numpy as np
-
-    return reference_prose(cars, facts, np.random.default_rng(0))
+    slots, values = mask_facts(facts)
+    said = reference_prose(cars, slots, np.random.default_rng(0))
+    return said, unmask(said, values)
 
 
 def test_a_summary_is_worded_by_the_student_when_its_prose_checks(cars):
-    prose = _pinto_prose(cars)
-    g, model = _graph(cars, ["summary_row E1", prose])
+    said, filled = _pinto_prose(cars)
+    assert "F1" in said and "F1" not in filled
+    g, model = _graph(cars, ["summary_row E1", said])
     s = _ask(g, "tell me about the ford mustang ii")
-    assert s["answer"] == prose and s["answered_by"] == "program + student prose"
+    assert s["answer"] == filled and s["answered_by"] == "program + student prose"
     assert s["verdict"]["supported"] is True and s["prose"]["why"] is None
-    assert "facts:" in model.seen[-1]  # the prose prompt shows the table's facts
+    assert "facts:" in model.seen[-1] and "E1" in model.seen[-1]  # the facts, as slots
 
 
 def test_summary_prose_with_a_wrong_value_is_not_shown(cars):
-    prose = _pinto_prose(cars).replace("lbs", "lbs and 9 cylinders", 1)
+    prose = _pinto_prose(cars)[1].replace("lbs", "lbs and 9 cylinders", 1)
     g, _ = _graph(cars, ["summary_row E1", prose])
     s = _ask(g, "tell me about the ford mustang ii")
     assert s["answer"].startswith("ford mustang ii has") and s["answer"] != prose
