@@ -9,7 +9,8 @@ optionally a dataset split, and writes ``benchmarks/results/natural.json``:
 
 - accuracy: the reply states the expected answer, scored by `benchmarks.natural.score_reply`
   for the natural set (its rules are in that module) and by `score_reply` here for a dataset
-  split (numbers to 2 decimals, names, every name of a list, yes/no for claims);
+  split (numbers to 2 decimals, names, every name of a list, yes/no for claims; a row
+  summary in any wording: its name and every value, and no other number);
 - precision: of the replies presented as checked by the table (``verdict.checked_by ==
   "table"`` with an answer computed), the share that is right, and the wrong ones listed;
 - router: the share routed to the request's task, and the share routed by the student's program;
@@ -77,6 +78,10 @@ def score_reply(req: dict, state: dict) -> bool:
             False if first.startswith(("no", "false")) else None)
         return said is exp
     if isinstance(exp, list):
+        if "only_numbers" in req:  # a row summary: no number but the row's own values
+            said = _numbers(reply.replace(req.get("name", ""), " "))
+            if any(not any(abs(x - y) <= 0.006 for y in req["only_numbers"]) for x in said):
+                return False
         return all(_has(reply, v) for v in exp)
     if isinstance(exp, dict):
         return all(_has(reply, v) for v in exp.values())
@@ -223,16 +228,23 @@ def split_requests(split_file: Path, table: str) -> list[dict]:
         kind = rec["qtype"]
         if kind == "claim":
             exp = rec["answer"] == "yes"
+        elif kind == "summary_row":  # any wording: the name and every value, no other number
+            name = rec["entities"][0]
+            exp = [name] + _numbers(rec["answer"].replace(name, " "))
         elif kind == "summary_group":  # the graph's summary names other columns: the count
-            exp = [rec["answer"].split(".")[0]]
+            exp = _numbers(rec["answer"].split(".")[0])
         elif kind in ("list", "top"):
             exp = [p.split(" (")[0] for p in re.split(r", | and ", rec["answer"])
                    if not p.endswith(" more")]
         elif kind == "group":
             exp = [p.split(": ", 1)[1] for p in rec["answer"].split(", ")]
         route = {"qa": "qa", "validate": "validate", "summarize": "summarize"}[rec["task"]]
-        out.append({"id": rec["id"], "table": table, "request": rec["question"],
-                    "route": route, "kind": kind, "expected": exp, "follows": None})
+        req = {"id": rec["id"], "table": table, "request": rec["question"],
+               "route": route, "kind": kind, "expected": exp, "follows": None}
+        if kind == "summary_row":
+            req["only_numbers"] = [x for x in exp[1:]]
+            req["name"] = exp[0]
+        out.append(req)
     return out
 
 

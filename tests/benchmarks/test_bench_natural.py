@@ -44,3 +44,19 @@ def test_sweep_holds_back_only_unsure_program_replies():
     assert at[0.0]["accuracy"] == 0.75 and at[0.0]["precision"] == 0.75
     assert at[0.25]["accuracy"] == 0.5 and at[0.25]["precision"] == 2 / 3
     assert at[0.5]["accuracy"] == 0.5 and at[0.5]["precision"] == 1.0 and at[0.5]["checked"] == 2
+
+
+def test_a_row_summary_is_right_in_any_wording_but_not_with_a_wrong_number(tmp_path):
+    import json
+
+    from benchmarks.bench_natural import split_requests
+
+    rec = {"id": "x", "qtype": "summary_row", "task": "summarize", "question": "info on a 99e",
+           "answer": "a 99e has weight 2375 lbs and 0-60 mph time 17.5 s.",
+           "entities": ["a 99e"]}
+    f = tmp_path / "test.jsonl"
+    f.write_text(json.dumps(rec) + "\n")
+    req = split_requests(f, "t")[0]
+    assert score_reply(req, {"answer": "a 99e: 0-60 mph time of 17.5 s, weight 2375 lbs."})
+    assert not score_reply(req, {"answer": "a 99e: 0-60 mph time of 17.5 s, weight 2376 lbs."})
+    assert not score_reply(req, {"answer": "a 99e: weight 2375 lbs, 17.5 s, 8 cylinders."})
