@@ -203,8 +203,10 @@ class DistillationConfig(StrictModel):
         "else answer. "
         "program: the one-line program over the "
         "request's mention slots that the agent graph runs on the table (the pair's "
-        "program_text; routing comes from its op, so no routing examples are added). answer: "
-        "the answer text read from the pair's context rows (the graph then checks it).",
+        "program_text; routing comes from its op, so no routing examples are added; each "
+        "train summary pair adds a prose example, the table's facts as slots -> their "
+        "wording). answer: the answer text read from the pair's context rows (the graph then "
+        "checks it).",
     )
     routing_share: float = Field(
         0.25,
