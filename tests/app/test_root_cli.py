@@ -135,3 +135,7 @@ def test_readme_quickstart_runs_as_printed(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs/cars/eval/report.md").is_file()
     assert capsys.readouterr().out.strip()  # ask printed an answer
     assert launched and launched[0]["DISTILLGRAPH_MODEL"].endswith("runs/cars/distill/student")
+
+
+def test_the_chat_welcome_page_is_the_top_level_chainlit_md():
+    assert (ROOT / "app" / "chainlit.md").read_text() == (ROOT / "chainlit.md").read_text()
