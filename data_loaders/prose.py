@@ -21,7 +21,8 @@ own column and statistic:
 - every word must come from the facts, the columns' own words and units, or a small fixed
   vocabulary of plain connecting words (`PROSE_WORDS`): a word such as "not", "than",
   "japanese", "heavy" or "heaviest" that could carry a claim the facts do not make stops the
-  prose; a clause that names a column states one of its values.
+  prose; a clause that names a column states one of its values, and one with a statistic or
+  comparison word states its number.
 
 Each rule can only stop prose; stopped prose is replaced by the table's own summary sentences
 (`data_loaders.programs.row_summary`/`group_summary`). `reference_prose` words facts (or
@@ -493,7 +494,7 @@ class _Checker:
         stats = {k for k, ws in _STAT_WORDS.items() if any(_says(clause, w) for w in ws)}
         if stats and not self.group:
             return f"the prose says {'/'.join(sorted(stats))} of a single row", 0
-        n = 0
+        n = numbers = 0
         for i, t in enumerate(clause):
             if t in self.fact_marks:
                 why, is_value = self._fact_text(self.fact_marks[t], col)
@@ -520,7 +521,11 @@ class _Checker:
                 why = self._number(clause, i, s, col, stats, thresholds)
                 if why:
                     return why, 0
+                numbers += 1
             n += 1
+        if (stats or thresholds) and not numbers:  # "most of them have origin Japan"
+            words = "/".join(sorted(stats | thresholds))
+            return f"the prose says {words} with no number the facts state", 0
         return None, n
 
     def _fact_text(self, text: str, col: str | None) -> tuple[str | None, bool]:

@@ -185,3 +185,13 @@ def test_the_prose_prompt_shows_the_facts_as_slots(cars):
     assert msgs[0]["role"] == "system" and "car: E1\nfuel economy: F1" in msgs[1]["content"]
     assert "2046" not in msgs[1]["content"] and "pinto" not in msgs[1]["content"]
     assert "horsepower" not in msgs[1]["content"]  # the empty cell is no fact
+
+
+def test_a_statistic_word_needs_its_number(cars):
+    spec = {"op": "summary_group", "where": [{"column": "Origin", "op": "==", "value": "Japan"}],
+            "columns": ["Horsepower"]}
+    facts = summary_facts(cars, spec)
+    n = next(f.text for f in facts if f.kind == "count")
+    assert check_prose(f"There are {n} cars with origin Japan.", facts, cars) is None
+    why = check_prose(f"There are {n} cars, most of them with origin Japan.", facts, cars)
+    assert why is not None and "max" in why
