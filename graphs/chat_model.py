@@ -17,6 +17,7 @@ import asyncio
 import re
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,16 +164,16 @@ class WordsOnly:
         return scores + mask
 
 
-_PIECES: dict[int, list[str]] = {}
+_PIECES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
 
 
 def _token_pieces(tokenizer: Any) -> list[str]:
-    """Each token id's text (cached per tokenizer)."""
-    key = id(tokenizer)
-    if key not in _PIECES:
-        n = len(tokenizer)
-        _PIECES[key] = [tokenizer.decode([i], skip_special_tokens=True) for i in range(n)]
-    return _PIECES[key]
+    """Each token id's text (cached per tokenizer object, dropped with it)."""
+    pieces = _PIECES.get(tokenizer)
+    if pieces is None:
+        pieces = [tokenizer.decode([i], skip_special_tokens=True) for i in range(len(tokenizer))]
+        _PIECES[tokenizer] = pieces
+    return pieces
 
 
 class LocalChatModel(BaseChatModel):
