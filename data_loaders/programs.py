@@ -53,6 +53,7 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<=": operator.le,
 }
 AGGS = ("count", "mean", "sum", "min", "max")
+SUMMARY_OPS = ("summary_row", "summary_group")  # programs whose answer is a summary
 ROW_CACHE = 8  # filters whose row sets stay cached per table
 
 

@@ -126,8 +126,7 @@ def summary_facts(table: Table, spec: dict, decimals: int = 2) -> list[Fact]:
             if _is_null(v):
                 continue
             text = _fmt(table, col, v, d)
-            facts.append(Fact("cell", col, text, _number_of(text) if _number(v) is not None
-                              else None))
+            facts.append(Fact("cell", col, text, _fact_number(v, text)))
         if len(facts) == 1:
             raise ProgramError(f"row {row} has no values to summarize")
         return facts
@@ -140,8 +139,7 @@ def summary_facts(table: Table, spec: dict, decimals: int = 2) -> list[Fact]:
     facts = []
     for c in where:
         text = _fmt(table, c["column"], c["value"], d)
-        number = _number_of(text) if _number(c["value"]) is not None else None
-        facts.append(Fact("filter", c["column"], text, number, c["op"]))
+        facts.append(Fact("filter", c["column"], text, _fact_number(c["value"], text), c["op"]))
     facts.append(Fact("count", None, str(len(rows)), float(len(rows))))
     if len(rows) <= MAX_NAMED and table.entity_column is not None:
         facts += [Fact("name", table.entity_column, idx.entity_name(int(r)))
@@ -163,12 +161,17 @@ def summary_facts(table: Table, spec: dict, decimals: int = 2) -> list[Fact]:
     return facts
 
 
+def _fact_number(value: Any, text: str) -> float | None:
+    """A numeric value's number as the facts state it (rounded, as in `text`), else None."""
+    return _number_of(text) if _number(value) is not None else None
+
+
 def _number_of(text: str) -> float | None:
     head = text.split()[0] if text.split() else ""
     return _number(head.replace(",", ""))
 
 
-def facts_text(table: Table, facts: list[Fact], decimals: int = 2) -> str:
+def facts_text(table: Table, facts: list[Fact]) -> str:
     """The facts as the prose prompt shows them, one per line."""
     noun = entity_noun(table)
     lines = []
@@ -227,12 +230,12 @@ def unmask(text: str, slots: dict[str, str]) -> str:
     return _SLOT_WORD.sub(lambda m: slots.get(m.group(1), m.group(1)), text)
 
 
-def prose_messages(table: Table, facts: list[Fact], decimals: int = 2) -> list[dict]:
+def prose_messages(table: Table, facts: list[Fact]) -> list[dict]:
     """The chat messages that ask for prose from `facts`, shown as slots (`mask_facts`)."""
     masked, _ = mask_facts(facts)
     return [{"role": "system", "content": PROSE_SYSTEM},
             {"role": "user", "content": f"table {table.name}\nfacts:\n"
-                                        f"{facts_text(table, masked, decimals)}"}]
+                                        f"{facts_text(table, masked)}"}]
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,11 +255,10 @@ def _cell_phrase(table: Table, f: Fact, rng: np.random.Generator) -> str:
     return _pick(rng, options)
 
 
-def reference_prose(table: Table, facts: list[Fact], rng: np.random.Generator,
-                    decimals: int = 2) -> str:
+def reference_prose(table: Table, facts: list[Fact], rng: np.random.Generator) -> str:
     """The facts worded in one of a few seeded styles; it always passes `check_prose`."""
     if any(f.kind == "count" for f in facts):
-        return _group_prose(table, facts, rng, decimals)
+        return _group_prose(table, facts, rng)
     name = next(f.text for f in facts if f.kind == "name")
     phrases = [_cell_phrase(table, f, rng) for f in facts if f.kind == "cell"]
     style = int(rng.integers(3))
@@ -274,8 +276,7 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def _group_prose(table: Table, facts: list[Fact], rng: np.random.Generator,
-                 decimals: int) -> str:
+def _group_prose(table: Table, facts: list[Fact], rng: np.random.Generator) -> str:
     nouns = plural(entity_noun(table))
     count = next(f for f in facts if f.kind == "count")
     where = _where_words(table, facts)
@@ -369,6 +370,32 @@ def _is_number(t: str) -> bool:
     return bool(re.fullmatch(r"V\d+", t))
 
 
+_CATEGORY_VALUES: dict[tuple[str, str], tuple[dict[str, set[str]], frozenset[str]]] = {}
+
+
+def _category_values(table: Table) -> tuple[dict[str, set[str]], frozenset[str]]:
+    """The table's non-numeric values, scanned once per table (name and content hash).
+
+    Returns ({normalized value: the columns holding it}, the values written with a capital
+    letter as one word, "IN", "WI").
+    """
+    key = (table.name, table.content_hash)
+    if key not in _CATEGORY_VALUES:
+        owners: dict[str, set[str]] = {}
+        cased: set[str] = set()
+        for c in table.columns:
+            if c == table.entity_column or table.column_types.get(c) == "numeric":
+                continue
+            for v in map(str, table.df[c].dropna().unique()):
+                owners.setdefault(normalize(v), set()).add(c)
+                if v != v.lower() and re.fullmatch(r"[\w'-]+", v):
+                    cased.add(v)
+        if len(_CATEGORY_VALUES) >= 16:  # few tables per process; forget the oldest
+            _CATEGORY_VALUES.pop(next(iter(_CATEGORY_VALUES)))
+        _CATEGORY_VALUES[key] = (owners, frozenset(cased))
+    return _CATEGORY_VALUES[key]
+
+
 class _Checker:
     """One prose text against one list of facts (see `check_prose`)."""
 
@@ -385,8 +412,6 @@ class _Checker:
         unit_words = {w for u in self.units.values() for w in u.split()}
         # a column's own words only: everyday words for it ("heavy") are judgments
         self.terms = {c: column_own_words(table, c) - unit_words - PROSE_WORDS for c in cols}
-        self._values_of: dict[str, set[str]] | None = None
-        self._cased: set[str] | None = None
         allowed = set(PROSE_WORDS) | self.noun_words | unit_words
         for ts in self.terms.values():
             allowed |= ts
@@ -396,24 +421,11 @@ class _Checker:
 
     def values_of(self, value: str) -> set[str]:
         """The columns of the table that hold category value `value` (normalized)."""
-        if self._values_of is None:
-            self._values_of = {}
-            for c in self.table.columns:
-                if c == self.table.entity_column or self.table.column_types.get(c) == "numeric":
-                    continue
-                for v in self.table.df[c].dropna().unique():
-                    self._values_of.setdefault(normalize(str(v)), set()).add(c)
-        return self._values_of.get(value, set())
+        return _category_values(self.table)[0].get(value, set())
 
-    def cased_values(self) -> set[str]:
+    def cased_values(self) -> frozenset[str]:
         """Category values as the table writes them, with a capital letter ("IN", "WI")."""
-        if self._cased is None:
-            self._cased = {str(v) for c in self.table.columns
-                           if c != self.table.entity_column
-                           and self.table.column_types.get(c) != "numeric"
-                           for v in self.table.df[c].dropna().unique()
-                           if str(v) != str(v).lower() and re.fullmatch(r"[\w'-]+", str(v))}
-        return self._cased
+        return _category_values(self.table)[1]
 
     def check(self, text: str) -> str | None:
         # every name or category value of the facts becomes one mark token, so that its words

@@ -45,6 +45,7 @@ from data_loaders.naming import plural
 from data_loaders.program_text import mask_request, program_messages, to_text
 from data_loaders.programs import (
     OPS,
+    SUMMARY_OPS,
     ProgramError,
     facts_for,
     index_for,
@@ -374,10 +375,10 @@ class PairGenerator:
             cols.insert(0, t.entity_column)
         masked = mask_request(question, self.names)
         prose_input = prose_text = None
-        if program["op"] in ("summary_row", "summary_group"):
+        if program["op"] in SUMMARY_OPS:
             facts = summary_facts(t, program, self.decimals)
-            prose_input = prose_messages(t, facts, self.decimals)[1]["content"]
-            prose_text = reference_prose(t, mask_facts(facts)[0], rng, self.decimals)
+            prose_input = prose_messages(t, facts)[1]["content"]
+            prose_text = reference_prose(t, mask_facts(facts)[0], rng)
         return QAPair(
             id=pair_id(t.content_hash, tmpl.id, program),
             task=TASK_OF_TYPE[tmpl.qtype],

@@ -32,6 +32,7 @@ from data_loaders.program_text import (
     to_text,
 )
 from data_loaders.programs import (
+    SUMMARY_OPS,
     ProgramError,
     index_for,
     pandas_expr,
@@ -84,7 +85,6 @@ SUMMARY_SYSTEM = (
     "reference. "
     'Reply with JSON only: {"summaries": ["...", "..."]}'
 )
-SUMMARY_OPS = ("summary_row", "summary_group")
 _NUM = re.compile(r"-?\d+(?:\.\d+)?")
 # A number in prose: "3,504", "12.5", "-3"; the "60" of "0-60" is 60, not -60.
 _PROSE_NUM = re.compile(r"(?<![\w.,-])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.,])-?\d+(?:\.\d+)?")

@@ -124,7 +124,7 @@ class WordsOnly:
         return w in self.words or bool(self.number and self.number.match(w))
 
     def _prefix_ok(self, w: str) -> bool:
-        return w in self.prefixes or (self.number is not None and w.isdigit() and len(w) <= 3)
+        return w in self.prefixes or self._word_ok(w)  # a number's start is a number
 
     def allowed(self, text: str) -> list[int]:
         """Token ids that may follow the reply `text`."""

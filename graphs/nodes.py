@@ -29,7 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from data_loaders.programs import plain_program
+from data_loaders.programs import SUMMARY_OPS, plain_program
 from data_loaders.serialize import build_messages, build_route_messages
 from data_loaders.table import Table
 from data_loaders.templates import entity_noun
@@ -384,7 +384,7 @@ class Nodes:
         out = run_reading(reading, table)
         if out["answered_by"] == "program":
             base["table_program"] = plain_program(spec)
-            if spec["op"] in ("summary_row", "summary_group") and self.config.program.prose:
+            if spec["op"] in SUMMARY_OPS and self.config.program.prose:
                 base["prose"] = prose = self.programmer.write_prose(spec, index)
                 _use_prose(out, prose)
         return {**base, **out}

@@ -46,7 +46,13 @@ from data_loaders.program_text import (
     program_words,
     route_of,
 )
-from data_loaders.programs import ProgramError, index_for, pandas_expr, run_program
+from data_loaders.programs import (
+    SUMMARY_OPS,
+    ProgramError,
+    index_for,
+    pandas_expr,
+    run_program,
+)
 from data_loaders.prose import (
     check_prose,
     facts_text,
@@ -325,7 +331,7 @@ def _word(spec: dict, answer: str, table: Table) -> str:
         return (f"{answer} has the {'highest' if spec['direction'] == 'max' else 'lowest'} "
                 f"{col_words(table, spec['column'])} "
                 f"({_value_of(table, row, spec['column'], d)}){_among(spec, table)}.")
-    if op in ("summary_row", "summary_group"):
+    if op in SUMMARY_OPS:
         return answer
     return f"{what[0].upper()}{what[1:]}: {answer}."
 

@@ -301,8 +301,6 @@ _NEGATIONS = frozenset({"not", "outside", "except", "excluding", "besides", "wit
 
 def _first_words(table: Any) -> set[str]:
     """The first word of each column's words ("fuel" of "fuel economy")."""
-    from data_loaders.templates import col_words
-
     return {normalize(col_words(table, c)).split()[0] for c in table.columns
             if c != table.entity_column and normalize(col_words(table, c))}
 
